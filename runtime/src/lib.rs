@@ -10,5 +10,6 @@ pub mod fiber_id;
 pub mod flags;
 pub mod sync;
 
+mod loom;
 mod standin;
 pub use standin::{current_task, sleep, spawn, yield_now, JoinError, JoinHandle, TaskId};
