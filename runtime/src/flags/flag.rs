@@ -94,6 +94,17 @@ impl<T: FlagType> Flag<T> {
     /// flag is not reloadable, later changes are refused with [`FlagError::Frozen`] naming `by`
     /// (e.g. `"the fiber scheduler"`). A reloadable flag is not frozen (its consumer re-reads it);
     /// its value is simply returned. Freezing twice keeps the first `by`.
+    ///
+    /// ```
+    /// use spindle_runtime::flags::FlagError;
+    /// spindle_runtime::define_flag!(static POOL_SIZE: usize = 4, "threads of the pool");
+    ///
+    /// POOL_SIZE.set(8).unwrap(); // before start: fine
+    /// let n = POOL_SIZE.freeze("the pool"); // the pool starts with 8 threads
+    /// assert_eq!(n, 8);
+    /// let err = POOL_SIZE.set(16).unwrap_err();
+    /// assert_eq!(err, FlagError::Frozen { flag: "pool_size", by: "the pool" });
+    /// ```
     pub fn freeze(&self, by: &'static str) -> T::Value {
         let mut frozen = self
             .frozen_by
