@@ -108,14 +108,23 @@ const CASES: [&str; 6] = [
 /// The sizes of one run.
 #[derive(Debug)]
 struct Sizes {
+    /// spawn_join: tasks spawned by the one spawner.
     spawn_tasks: usize,
+    /// ping_pong: round trips.
     pingpong_rounds: u32,
+    /// yield: tasks.
     yield_tasks: usize,
+    /// yield: yields per task.
     yield_times: usize,
+    /// mutex: tasks contending for the lock.
     mutex_tasks: usize,
+    /// mutex: increments in total (split evenly).
     mutex_increments: usize,
+    /// fanout_tree: depth of the binary tree.
     tree_depth: u32,
+    /// memory_idle: sleeping Spindle fibers / tokio tasks / may coroutines.
     mem_tasks: usize,
+    /// memory_idle: sleeping OS threads.
     mem_threads: usize,
 }
 

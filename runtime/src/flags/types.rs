@@ -437,3 +437,30 @@ impl Flag<Choice> {
         f
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn const_str_eq_compares_bytes() {
+        assert!(const_str_eq("large", "large"));
+        assert!(!const_str_eq("large", "larger"));
+        assert!(!const_str_eq("huge", "hugs"));
+        assert!(const_str_eq("", ""));
+    }
+
+    #[test]
+    fn integers_parse_decimal_and_hex_with_range_errors() {
+        let p = |t: &str| parse_radix(t, u32::from_str_radix, "expected", "u32", &0, &u32::MAX);
+        assert_eq!(p("42"), Ok(42));
+        assert_eq!(p("0x2A"), Ok(42));
+        assert_eq!(p("0X2a"), Ok(42));
+        assert_eq!(p("0x"), Err("expected".to_owned()));
+        assert_eq!(p("1e3"), Err("expected".to_owned()));
+        assert_eq!(
+            p("0x1_0000_0000".replace('_', "").as_str()),
+            Err("expected, and this is out of range for u32 (0..=4294967295)".to_owned())
+        );
+    }
+}
