@@ -10,6 +10,7 @@
 //! `[start, cur)` is written but not yet committed.
 
 use crate::iobuf::IOBuf;
+use crate::small_copy::copy_bytes;
 use bytes::buf::UninitSlice;
 use bytes::BufMut;
 
@@ -49,7 +50,7 @@ impl<'a> IOBufAppender<'a> {
             // SAFETY: `[cur, cur + len)` is inside the IOBuf's reservation (module invariant and
             // room check); `data` cannot overlap reserved memory.
             unsafe {
-                std::ptr::copy_nonoverlapping(data.as_ptr(), self.cur, data.len());
+                copy_bytes(data.as_ptr(), self.cur, data.len());
                 self.cur = self.cur.add(data.len());
             }
         } else {

@@ -96,15 +96,22 @@ impl RefChain {
         match self {
             RefChain::Inline { a: a @ None, .. } => *a = Some(r),
             RefChain::Inline { b: b @ None, .. } => *b = Some(r),
-            RefChain::Inline { a, b } => {
-                let mut v = VecDeque::with_capacity(FIRST_HEAP_CAPACITY);
-                v.extend(a.take());
-                v.extend(b.take());
-                v.push_back(r);
-                *self = RefChain::Heap(v);
-            }
+            RefChain::Inline { .. } => self.spill_and_push(r),
             RefChain::Heap(v) => v.push_back(r),
         }
+    }
+
+    /// Moves a full inline chain to the heap form, then appends `r`.
+    #[cold]
+    #[inline(never)]
+    fn spill_and_push(&mut self, r: BlockRef) {
+        let mut v = VecDeque::with_capacity(FIRST_HEAP_CAPACITY);
+        if let RefChain::Inline { a, b } = self {
+            v.extend(a.take());
+            v.extend(b.take());
+        }
+        v.push_back(r);
+        *self = RefChain::Heap(v);
     }
 
     /// Removes and returns the front reference.

@@ -15,6 +15,7 @@
 use crate::block::{Block, BlockRef};
 use crate::block_cache;
 use crate::chain::{ChainIter, RefChain};
+use crate::small_copy::copy_bytes;
 use std::fmt;
 
 /// Bytes in one piece are stored as `u32`; merged pieces never exceed this.
@@ -135,27 +136,35 @@ impl IOBuf {
     /// Records `n` bytes just written at the tail's `pos` as part of the content.
     #[inline]
     pub(crate) fn commit_tail(&mut self, n: usize) {
-        if n == 0 {
-            return;
-        }
         let Some(t) = self.tail.as_mut() else {
             return;
         };
-        let pos = t.pos;
+        if n == 0 {
+            return;
+        }
+        let pos = t.pos as usize;
         t.pos += n as u32;
         self.len += n;
+        // Usually the last piece ends at `pos` in this block: grow it. (A piece inside one block
+        // is at most `cap <= 2^31` bytes, so its length cannot overflow.)
         if let Some(back) = self.refs.back_mut() {
-            if back.block.same(&t.block)
-                && back.end() == pos as usize
-                && back.len as usize + n <= MAX_PIECE_LEN
-            {
+            if back.end() == pos && back.block.same(&t.block) {
                 back.len += n as u32;
                 return;
             }
         }
+        self.push_tail_piece(pos, n);
+    }
+
+    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it).
+    #[inline(never)]
+    fn push_tail_piece(&mut self, pos: usize, n: usize) {
+        let Some(t) = self.tail.as_ref() else {
+            return;
+        };
         let r = BlockRef {
             block: t.block.clone(),
-            offset: pos,
+            offset: pos as u32,
             len: n as u32,
         };
         self.refs.push_back(r);
@@ -201,9 +210,7 @@ impl IOBuf {
             if data.len() <= t.room() {
                 // SAFETY: [pos, pos + len) is inside our reservation (room checked), so nobody
                 // else reads or writes it; `data` cannot overlap a reserved range.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(data.as_ptr(), t.write_ptr(), data.len());
-                }
+                unsafe { copy_bytes(data.as_ptr(), t.write_ptr(), data.len()) };
                 self.commit_tail(data.len());
                 return;
             }
@@ -254,7 +261,29 @@ impl IOBuf {
 
     /// Moves the first `min(n, len)` bytes to the back of `out`, sharing blocks (a piece split in
     /// two becomes two references to the same block). Returns the number of bytes moved.
+    #[inline]
     pub fn cutn(&mut self, out: &mut IOBuf, n: usize) -> usize {
+        // Fast path: the range lies strictly inside the first piece (a message in a read buffer).
+        if let Some(front) = self.refs.front_mut() {
+            if n < front.len as usize && n > 0 {
+                let piece = BlockRef {
+                    block: front.block.clone(),
+                    offset: front.offset,
+                    len: n as u32,
+                };
+                front.offset += n as u32;
+                front.len -= n as u32;
+                self.len -= n;
+                out.push_back_ref(piece);
+                return n;
+            }
+        }
+        self.cutn_slow(out, n)
+    }
+
+    /// General case of [`cutn`](Self::cutn).
+    #[inline(never)]
+    fn cutn_slow(&mut self, out: &mut IOBuf, n: usize) -> usize {
         let n = n.min(self.len);
         let mut left = n;
         while left > 0 {
@@ -298,7 +327,22 @@ impl IOBuf {
     }
 
     /// Removes the first `min(n, len)` bytes; returns how many were removed.
+    #[inline]
     pub fn pop_front(&mut self, n: usize) -> usize {
+        if let Some(front) = self.refs.front_mut() {
+            if n < front.len as usize {
+                front.offset += n as u32;
+                front.len -= n as u32;
+                self.len -= n;
+                return n;
+            }
+        }
+        self.pop_front_slow(n)
+    }
+
+    /// General case of [`pop_front`](Self::pop_front).
+    #[inline(never)]
+    fn pop_front_slow(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
         let mut left = n;
         while left > 0 {

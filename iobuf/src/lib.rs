@@ -59,6 +59,7 @@ mod error;
 mod fd_io;
 mod iobuf;
 mod portal;
+mod small_copy;
 mod user_memory;
 
 pub use allocator::{
