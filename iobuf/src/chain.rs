@@ -58,7 +58,7 @@ impl RefChain {
     }
 
     /// The front reference.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn front_mut(&mut self) -> Option<&mut BlockRef> {
         match self {
             RefChain::Inline { a, .. } => a.as_mut(),
@@ -76,7 +76,7 @@ impl RefChain {
     }
 
     /// The back reference, mutable.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn back_mut(&mut self) -> Option<&mut BlockRef> {
         match self {
             RefChain::Inline { a, b } => {
@@ -91,7 +91,7 @@ impl RefChain {
     }
 
     /// Appends `r` at the back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, r: BlockRef) {
         match self {
             RefChain::Inline { a: a @ None, .. } => *a = Some(r),

@@ -117,7 +117,7 @@ impl IOBuf {
 
     /// Appends a reference at the back, merging it into the last piece when contiguous in the
     /// same block. `r.len` must be > 0.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_back_ref(&mut self, r: BlockRef) {
         debug_assert!(r.len > 0);
         self.len += r.len as usize;
@@ -261,7 +261,7 @@ impl IOBuf {
 
     /// Moves the first `min(n, len)` bytes to the back of `out`, sharing blocks (a piece split in
     /// two becomes two references to the same block). Returns the number of bytes moved.
-    #[inline]
+    #[inline(always)]
     pub fn cutn(&mut self, out: &mut IOBuf, n: usize) -> usize {
         // Fast path: the range lies strictly inside the first piece (a message in a read buffer).
         if let Some(front) = self.refs.front_mut() {
@@ -504,8 +504,13 @@ impl Default for IOBuf {
 }
 
 impl Drop for IOBuf {
+    #[inline]
     fn drop(&mut self) {
-        self.release_tail();
+        if let Some(t) = &self.tail {
+            // SAFETY: as in `release_tail`: we hold the reservation [pos, cap) and handed out no
+            // reference at or after pos. The handle itself is dropped with the field.
+            unsafe { t.block.shrink_reservation(t.pos as usize) };
+        }
     }
 }
 

@@ -41,7 +41,11 @@ fn send_and_sync() {
 
 #[test]
 fn small_chains_are_inline_and_iobuf_is_small() {
-    assert!(std::mem::size_of::<IOBuf>() <= 64, "{}", std::mem::size_of::<IOBuf>());
+    assert!(
+        std::mem::size_of::<IOBuf>() <= 64,
+        "{}",
+        std::mem::size_of::<IOBuf>()
+    );
     let mut b = IOBuf::new();
     b.append(b"hello");
     b.append(b" world");
@@ -185,7 +189,11 @@ fn clones_do_not_see_each_others_appends() {
     c.append(b"ghi");
     assert_eq!(c, "abcdefghi");
     assert_eq!(c.backing_block_num(), 1);
-    assert_eq!(c.pieces().next().unwrap().block_id(), id, "appended in place");
+    assert_eq!(
+        c.pieces().next().unwrap().block_id(),
+        id,
+        "appended in place"
+    );
 }
 
 #[test]
@@ -287,7 +295,11 @@ fn user_data_is_not_copied_and_deleter_runs_once() {
     t2.join().unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 0);
     b.append(b"more");
-    assert_eq!(b.backing_block_num(), 2, "nothing is appended into user memory");
+    assert_eq!(
+        b.backing_block_num(),
+        2,
+        "nothing is appended into user memory"
+    );
     assert!(!b.pieces().nth(1).unwrap().is_user_data());
     drop(b);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -310,7 +322,11 @@ fn user_data_owner_forms() {
     let mut b = IOBuf::new();
     b.append_user_data(Tracked(b"owned".to_vec(), drops.clone()), 7);
     b.append_user_data(Tracked(Vec::new(), drops.clone()), 8);
-    assert_eq!(drops.load(Ordering::SeqCst), 1, "empty owner dropped at once");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "empty owner dropped at once"
+    );
     b.append_user_data([1u8, 2, 3], 9); // inline array: data moves with its box
     assert_eq!(b.to_vec(), b"owned\x01\x02\x03");
     let metas: Vec<u64> = b.pieces().map(|p| p.meta()).collect();
@@ -322,11 +338,19 @@ fn user_data_owner_forms() {
     let ptr = big.as_ptr();
     let b = IOBuf::from(big);
     let big = pattern(4096, 6);
-    assert_eq!(b.backing_block(0).unwrap().as_ptr(), ptr, "large Vec adopted");
+    assert_eq!(
+        b.backing_block(0).unwrap().as_ptr(),
+        ptr,
+        "large Vec adopted"
+    );
     let bytes = bytes::Bytes::from(big.clone());
     let bptr = bytes.as_ptr();
     let b2 = IOBuf::from(bytes);
-    assert_eq!(b2.backing_block(0).unwrap().as_ptr(), bptr, "large Bytes adopted");
+    assert_eq!(
+        b2.backing_block(0).unwrap().as_ptr(),
+        bptr,
+        "large Bytes adopted"
+    );
     assert_eq!(b, b2);
     assert_eq!(IOBuf::from(vec![1, 2, 3]), [1u8, 2, 3]);
 }
@@ -353,7 +377,11 @@ fn appender_many_small_writes() {
     check_invariants(&b);
     assert_eq!(b.to_vec(), model);
     let bs = block_size();
-    assert_eq!(b.backing_block_num(), model.len().div_ceil(bs), "blocks filled");
+    assert_eq!(
+        b.backing_block_num(),
+        model.len().div_ceil(bs),
+        "blocks filled"
+    );
 }
 
 #[test]

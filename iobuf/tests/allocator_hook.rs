@@ -25,13 +25,17 @@ unsafe impl BlockAllocator for KeyedAllocator {
 
     fn allocate(&self) -> Option<BlockMemory> {
         ALLOCATED.fetch_add(1, Ordering::SeqCst);
-        self.inner
-            .allocate()
-            .map(|m| BlockMemory { ptr: m.ptr, meta: KEY })
+        self.inner.allocate().map(|m| BlockMemory {
+            ptr: m.ptr,
+            meta: KEY,
+        })
     }
 
     unsafe fn deallocate(&self, mem: BlockMemory) {
-        assert_eq!(mem.meta, KEY, "block handed back to the allocator that made it");
+        assert_eq!(
+            mem.meta, KEY,
+            "block handed back to the allocator that made it"
+        );
         FREED.fetch_add(1, Ordering::SeqCst);
         // SAFETY: forwarded contract.
         unsafe { self.inner.deallocate(mem) }
@@ -42,7 +46,10 @@ unsafe impl BlockAllocator for KeyedAllocator {
 fn allocator_hook() {
     // Invalid sizes are refused and install nothing.
     let e = set_block_allocator(Box::new(HeapAllocator::new(16))).unwrap_err();
-    assert!(matches!(e, AllocatorError::InvalidBlockSize { size: 16, .. }));
+    assert!(matches!(
+        e,
+        AllocatorError::InvalidBlockSize { size: 16, .. }
+    ));
     assert!(e.to_string().contains("block_size() = 16"));
 
     // Install before first use.

@@ -35,7 +35,10 @@ fn set_nonblocking(fd: &Fd) {
     // SAFETY: plain fcntl on an fd we own.
     unsafe {
         let flags = libc::fcntl(fd.0, libc::F_GETFL);
-        assert_eq!(libc::fcntl(fd.0, libc::F_SETFL, flags | libc::O_NONBLOCK), 0);
+        assert_eq!(
+            libc::fcntl(fd.0, libc::F_SETFL, flags | libc::O_NONBLOCK),
+            0
+        );
     }
 }
 
@@ -252,7 +255,10 @@ fn several_buffers_in_one_writev() {
         }
         total += n;
     }
-    assert_eq!(IOBuf::cut_multiple_into_fd(w.0, &mut [&mut a, &mut b]).unwrap(), 0);
+    assert_eq!(
+        IOBuf::cut_multiple_into_fd(w.0, &mut [&mut a, &mut b]).unwrap(),
+        0
+    );
     drop(w);
     assert_eq!(total, want.len());
     assert_eq!(reader.join().unwrap().to_vec(), want);

@@ -48,7 +48,11 @@ fn encode_into_and_decode_from_iobuf() {
     msg.encode(&mut buf).unwrap();
     assert_eq!(buf.len(), msg.encoded_len());
     assert!(buf.backing_block_num() >= 4);
-    assert_eq!(buf.to_vec(), msg.encode_to_vec(), "same bytes as prost's Vec encoding");
+    assert_eq!(
+        buf.to_vec(),
+        msg.encode_to_vec(),
+        "same bytes as prost's Vec encoding"
+    );
     // Non-consuming decode through a cursor, then consuming decode of the IOBuf itself.
     let via_cursor = EchoRequest::decode(buf.cursor()).unwrap();
     assert_eq!(via_cursor, msg);
