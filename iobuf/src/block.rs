@@ -163,7 +163,7 @@ impl Block {
     }
 
     /// Current end of the written-or-reserved prefix.
-    #[cfg(test)]
+    #[inline]
     pub(crate) fn size(&self) -> usize {
         self.inner().size.load(Ordering::Acquire)
     }

@@ -10,6 +10,9 @@
 //!   this IOBuf's last piece, which then grows in place); bytes from `pos` on are referenced by
 //!   nobody. On drop or [`IOBuf::clear`] the unused part is given back (`size = pos`), so another
 //!   holder of the block whose piece ends at `pos` can append in place later.
+//! - A *small* buffer (at most `SMALL_BUF_MAX` bytes, no reservation) has no block of its own:
+//!   each append reserves exactly its bytes, by compare-exchange, behind its last piece or in the
+//!   thread's share block (see `block_cache`). Many small messages thus share blocks, as in brpc.
 //! - Cloning, cutting and appending IOBufs moves or clones references only: no byte is copied.
 
 use crate::block::{Block, BlockRef};
@@ -17,6 +20,11 @@ use crate::block_cache;
 use crate::chain::{ChainIter, RefChain};
 use crate::small_copy::copy_bytes;
 use std::fmt;
+
+/// A buffer that stays at or below this many bytes takes its bytes from the thread's share block
+/// instead of reserving a block of its own (brpc's `share_tls_block`): small messages then cost
+/// their size, not 8 KiB. Beyond it, the buffer reserves whole blocks and appends without atomics.
+const SMALL_BUF_MAX: usize = 1024;
 
 /// Bytes in one piece are stored as `u32`; merged pieces never exceed this.
 const MAX_PIECE_LEN: usize = u32::MAX as usize;
@@ -171,7 +179,7 @@ impl IOBuf {
     }
 
     /// Makes sure a write reservation with at least one free byte exists: adopts the free end of
-    /// the last piece's block if nobody else can write there, else takes a fresh block.
+    /// the last piece's block if this IOBuf is its only user, else takes a fresh block.
     #[inline(never)]
     pub(crate) fn ensure_tail(&mut self) -> &mut WriteTail {
         if self.tail.as_ref().is_some_and(|t| t.room() > 0) {
@@ -183,7 +191,7 @@ impl IOBuf {
         if let Some(back) = self.refs.back() {
             let end = back.end();
             let cap = back.block.cap();
-            if !back.block.is_user() && end < cap && back.block.try_reserve(end, cap - end) {
+            if back.block.is_unique() && end < cap && back.block.try_reserve(end, cap - end) {
                 let block = back.block.clone();
                 return self.tail.insert(WriteTail {
                     block,
@@ -221,6 +229,34 @@ impl IOBuf {
     /// Appends `data` across as many blocks as needed.
     #[inline(never)]
     fn append_slow(&mut self, mut data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if self.tail.is_none() && self.len + data.len() <= SMALL_BUF_MAX {
+            // Small buffer: no block of its own. Continue the last piece in place if nobody
+            // wrote behind it, else take the bytes from the thread's share block.
+            let n = data.len();
+            if let Some(back) = self.refs.back_mut() {
+                let end = back.end();
+                if back.block.try_reserve(end, n) {
+                    // SAFETY: [end, end + n) was just reserved by us.
+                    unsafe { copy_bytes(data.as_ptr(), back.block.data().add(end), n) };
+                    back.len += n as u32;
+                    self.len += n;
+                    return;
+                }
+            }
+            if let Some((block, off)) = block_cache::share_reserve(n) {
+                // SAFETY: [off, off + n) of the share block was just reserved by us.
+                unsafe { copy_bytes(data.as_ptr(), block.data().add(off), n) };
+                self.push_back_ref(BlockRef {
+                    block,
+                    offset: off as u32,
+                    len: n as u32,
+                });
+                return;
+            }
+        }
         while !data.is_empty() {
             let t = self.ensure_tail();
             let n = data.len().min(t.room());

@@ -63,8 +63,8 @@ fn append_spans_blocks() {
     let bs = block_size();
     let data = pattern(bs * 2 + 100, 1);
     let mut b = IOBuf::new();
-    b.append(&data[..10]);
-    b.append(&data[10..]);
+    b.append(&data[..2000]);
+    b.append(&data[2000..]);
     check_invariants(&b);
     assert_eq!(b.backing_block_num(), 3);
     assert_eq!(b.to_vec(), data);
@@ -154,7 +154,7 @@ fn copy_to_and_fetch() {
     assert!(IOBuf::from("abc").fetch_array::<4>().is_none());
     // Header straddling two pieces.
     let mut two = IOBuf::from("ab");
-    two.append_owned(IOBuf::from("cdef"));
+    two.append_user_data(b"cdef".to_vec(), 0);
     assert_eq!(two.backing_block_num(), 2);
     assert_eq!(&two.fetch_array::<4>().unwrap(), b"abcd");
 }
@@ -185,14 +185,22 @@ fn clones_do_not_see_each_others_appends() {
     let c_src = a.clone();
     drop(a);
     let mut c = c_src;
-    let id = c.pieces().next().unwrap().block_id();
+    let pieces = c.backing_block_num();
+    let id = c.pieces().last().unwrap().block_id();
     c.append(b"ghi");
     assert_eq!(c, "abcdefghi");
-    assert_eq!(c.backing_block_num(), 1);
+    assert_eq!(c.backing_block_num(), pieces, "appended in place");
+    assert_eq!(c.pieces().last().unwrap().block_id(), id);
+    // The same with a buffer that owned a reserved block.
+    let mut a = IOBuf::new();
+    a.append(&[b'z'; 2000]);
+    let mut c = a.clone();
+    drop(a);
+    c.append(b"tail");
     assert_eq!(
-        c.pieces().next().unwrap().block_id(),
-        id,
-        "appended in place"
+        c.backing_block_num(),
+        1,
+        "continued in the block `a` gave back"
     );
 }
 
@@ -377,9 +385,10 @@ fn appender_many_small_writes() {
     check_invariants(&b);
     assert_eq!(b.to_vec(), model);
     let bs = block_size();
+    // "x" sits in the thread's share block; the appender then fills whole blocks of its own.
     assert_eq!(
         b.backing_block_num(),
-        model.len().div_ceil(bs),
+        1 + (model.len() - 1).div_ceil(bs),
         "blocks filled"
     );
 }
@@ -442,14 +451,41 @@ fn blocks_are_recycled_through_the_thread_cache() {
     assert!(cached_blocks() >= before.min(62) + 2 || cached_blocks() >= 64);
     let n = cached_blocks();
     let mut b = IOBuf::new();
-    b.append(b"x");
+    b.append(&[0u8; 2000]);
     assert_eq!(cached_blocks(), n - 1, "served from the cache");
+}
+
+#[test]
+fn small_buffers_share_the_thread_block() {
+    let mut a = IOBuf::from("first message");
+    let mut b = IOBuf::from("second message");
+    assert_eq!(
+        a.pieces().next().unwrap().block_id(),
+        b.pieces().next().unwrap().block_id(),
+        "one block for both small messages"
+    );
+    // Both keep appending: each continues in place only while nobody wrote behind it.
+    a.append(b", more");
+    b.append(b", more too");
+    a.append(b"!");
+    assert_eq!(a, "first message, more!");
+    assert_eq!(b, "second message, more too");
+    check_invariants(&a);
+    check_invariants(&b);
+    // Growing past the small limit moves on to a reserved block of its own.
+    let big = pattern(3000, 9);
+    a.append(&big);
+    let mut want = b"first message, more!".to_vec();
+    want.extend_from_slice(&big);
+    assert_eq!(a.to_vec(), want);
+    assert_eq!(b, "second message, more too");
 }
 
 /// Operations of the model-based test.
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<u8>),
+    AppendToOther(Vec<u8>),
     AppendUser(Vec<u8>),
     AppendAppender(Vec<u8>),
     PutBufMut(Vec<u8>),
@@ -467,10 +503,15 @@ enum Op {
 
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
     use proptest::prelude::*;
-    let data = prop::collection::vec(any::<u8>(), 0..3000);
+    // Mostly short appends (the small-buffer path), sometimes several blocks' worth.
+    let data = prop_oneof![
+        3 => prop::collection::vec(any::<u8>(), 0..64),
+        1 => prop::collection::vec(any::<u8>(), 0..20000),
+    ];
     let n = 0usize..12000;
     prop_oneof![
         4 => data.clone().prop_map(Op::Append),
+        2 => prop::collection::vec(any::<u8>(), 0..40).prop_map(Op::AppendToOther),
         1 => data.clone().prop_map(Op::AppendUser),
         1 => data.clone().prop_map(Op::AppendAppender),
         1 => data.prop_map(Op::PutBufMut),
@@ -501,6 +542,7 @@ proptest::proptest! {
         for op in ops {
             match op {
                 Op::Append(d) => { a.append(&d); ma.extend(&d); }
+                Op::AppendToOther(d) => { other.append(&d); mo.extend(&d); }
                 Op::AppendUser(d) => { ma.extend(&d); a.append_user_data(d, 1); }
                 Op::AppendAppender(d) => {
                     let mut app = IOBufAppender::new(&mut a);
