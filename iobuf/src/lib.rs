@@ -76,3 +76,8 @@ pub use portal::{IOPortal, MAX_READ_BLOCKS};
 
 #[cfg(test)]
 mod tests;
+
+/// The examples of the user guide (`docs/iobuf.md`) compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/iobuf.md")]
+mod guide {}
