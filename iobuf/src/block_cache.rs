@@ -14,9 +14,10 @@
 use crate::block::Block;
 use std::cell::RefCell;
 
-/// Most free blocks one thread keeps (64 × 8 KiB = 512 KiB with default blocks): enough for one
-/// large `readv` (the input messenger reads up to 512 KiB) without going to the allocator.
-const MAX_CACHED_BLOCKS: usize = 64;
+/// Most free blocks one thread keeps (128 × 8 KiB = 1 MiB with default blocks): a reading thread
+/// prepares up to 64 blocks per `readv` while up to as many may still hold unconsumed data; with
+/// a 64-block cache such a thread would hand blocks back and forth to the allocator on every read.
+pub(crate) const MAX_CACHED_BLOCKS: usize = 128;
 
 /// The per-thread state.
 struct ThreadCache {

@@ -14,8 +14,10 @@
 //!   `write` from a `BytesMut` / `read` into a `BytesMut` + `split_to`.
 //!
 //! Usage: `cargo run --release -p spindle-benches --bin iobuf_bench [-- --quick] [--only <case>]`.
-//! Prints a table, then one `RESULT` line per case; times are the best of several rounds
-//! (Spindle and peer alternate within each round).
+//! Prints a table, then one `RESULT` line per case. Each case is split into short batches; every
+//! batch runs Spindle then the peer back to back, `rounds` times, and a side's time is the sum of
+//! its per-batch minima (filters out preemption on a shared machine).
+//! `IOBUF_BENCH_SIDE=spindle|bytes` runs one side only (for profiling).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use spindle_iobuf::{IOBuf, IOBufAppender, IOPortal};
@@ -67,7 +69,7 @@ fn main() {
             small_pieces: 4_000_000,
             messages: 1_000_000,
             moves: 10_000,
-            fd_bytes: 512 << 20,
+            fd_bytes: 256 << 20,
         }
     };
     println!(
@@ -126,26 +128,6 @@ fn main() {
             c.unit
         );
     }
-}
-
-/// Runs `spindle` and `peer` alternately `rounds` times; returns the best time of each.
-fn best_of(
-    rounds: usize,
-    mut spindle: impl FnMut() -> Duration,
-    mut peer: impl FnMut() -> Duration,
-) -> (Duration, Duration) {
-    // IOBUF_BENCH_SIDE=spindle|bytes runs one side only (for `perf stat`).
-    let side = std::env::var("IOBUF_BENCH_SIDE").unwrap_or_default();
-    let (mut s, mut p) = (Duration::MAX, Duration::MAX);
-    for _ in 0..rounds {
-        if side != "bytes" {
-            s = s.min(spindle());
-        }
-        if side != "spindle" {
-            p = p.min(peer());
-        }
-    }
-    (s, p)
 }
 
 /// Runs `batches` small batches of each side, back to back (Spindle then peer for the same batch,
@@ -471,6 +453,8 @@ fn move_attachment(cfg: &Config) -> Case {
 const FD_MSG: usize = 4096;
 /// Messages batched per write.
 const FD_BATCH: usize = 64;
+/// Bytes through one socketpair in one measured transfer.
+const FD_BATCH_BYTES: usize = 8 << 20;
 /// Largest single read.
 const FD_READ: usize = 512 * 1024;
 
@@ -576,9 +560,18 @@ fn fd_peer(total: usize) -> Duration {
 }
 
 fn fd_throughput(cfg: &Config) -> Case {
-    let total = cfg.fd_bytes / FD_MSG * FD_MSG;
-    let (s, p) = best_of(cfg.rounds, || fd_spindle(total), || fd_peer(total));
-    let mib = total as f64 / (1 << 20) as f64;
+    // Many short transfers (a fresh socketpair each), Spindle and peer back to back, best of
+    // `rounds` per transfer: context switches between the two threads on a busy machine make
+    // single long transfers too noisy to compare.
+    let per_batch = FD_BATCH_BYTES / FD_MSG * FD_MSG;
+    let batches = (cfg.fd_bytes / per_batch).max(1);
+    let (s, p) = min_sum(
+        cfg.rounds,
+        batches,
+        |_| fd_spindle(per_batch),
+        |_| fd_peer(per_batch),
+    );
+    let mib = (per_batch * batches) as f64 / (1 << 20) as f64;
     Case {
         name: "fd_throughput",
         spindle: s.as_secs_f64() * 1e9 / mib,
