@@ -127,6 +127,31 @@ fn pops_and_cuts_saturate() {
 }
 
 #[test]
+fn hostile_lengths_never_panic() {
+    use bytes::Buf;
+    let mut b = IOBuf::from(&pattern(3000, 8)[..]);
+    b.append_user_data(vec![1u8; 10], 0);
+    let mut aux = [0u8; 8];
+    for n in [usize::MAX, usize::MAX - 1, isize::MAX as usize, u32::MAX as usize + 1] {
+        assert!(b.fetch_at(n, &mut aux).is_none());
+        assert_eq!(b.copy_to(&mut aux, n), 0);
+        let mut c = b.cursor();
+        c.advance(n);
+        assert_eq!(c.remaining(), 0);
+        let mut x = b.clone();
+        assert_eq!(x.pop_back(n), 3010);
+        let mut x = b.clone();
+        assert_eq!(x.cutn(&mut IOBuf::new(), n), 3010);
+        let mut x = b.clone();
+        x.advance(n);
+        assert!(x.is_empty());
+        let mut x = b.clone();
+        assert_eq!(x.pop_front(n), 3010);
+    }
+    assert_eq!(b.len(), 3010);
+}
+
+#[test]
 fn copy_to_and_fetch() {
     let bs = block_size();
     let data = pattern(bs + 50, 3);
