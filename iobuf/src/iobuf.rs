@@ -354,6 +354,36 @@ impl IOBuf {
         out
     }
 
+    /// Appends `min(n, len - pos)` bytes starting at `pos` to the back of `out`, sharing blocks
+    /// and without consuming them (brpc's `append_to`). Returns the number of bytes appended (0 if
+    /// `pos >= len`).
+    pub fn append_to(&self, out: &mut IOBuf, n: usize, pos: usize) -> usize {
+        if pos >= self.len {
+            return 0;
+        }
+        let n = n.min(self.len - pos);
+        let (mut skip, mut left) = (pos, n);
+        for r in self.refs.iter() {
+            if left == 0 {
+                break;
+            }
+            let rlen = r.len as usize;
+            if skip >= rlen {
+                skip -= rlen;
+                continue;
+            }
+            let take = (rlen - skip).min(left);
+            out.push_back_ref(BlockRef {
+                block: r.block.clone(),
+                offset: r.offset + skip as u32,
+                len: take as u32,
+            });
+            skip = 0;
+            left -= take;
+        }
+        n
+    }
+
     /// Copies the first `min(dst.len(), len)` bytes into `dst` and removes them. Returns the
     /// number of bytes moved.
     pub fn cut_into_slice(&mut self, dst: &mut [u8]) -> usize {

@@ -132,7 +132,12 @@ fn hostile_lengths_never_panic() {
     let mut b = IOBuf::from(&pattern(3000, 8)[..]);
     b.append_user_data(vec![1u8; 10], 0);
     let mut aux = [0u8; 8];
-    for n in [usize::MAX, usize::MAX - 1, isize::MAX as usize, u32::MAX as usize + 1] {
+    for n in [
+        usize::MAX,
+        usize::MAX - 1,
+        isize::MAX as usize,
+        u32::MAX as usize + 1,
+    ] {
         assert!(b.fetch_at(n, &mut aux).is_none());
         assert_eq!(b.copy_to(&mut aux, n), 0);
         let mut c = b.cursor();
@@ -518,6 +523,7 @@ enum Op {
     CutToOther(usize),
     CutBack(usize),
     AppendOtherClone,
+    AppendRangeOfOther(usize, usize),
     PopFront(usize),
     PopBack(usize),
     CopyTo(usize, usize),
@@ -544,6 +550,7 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
         2 => n.clone().prop_map(Op::CutToOther),
         1 => n.clone().prop_map(Op::CutBack),
         1 => Just(Op::AppendOtherClone),
+        1 => (n.clone(), n.clone()).prop_map(|(a, b)| Op::AppendRangeOfOther(a, b)),
         1 => n.clone().prop_map(Op::PopFront),
         1 => n.clone().prop_map(Op::PopBack),
         1 => (n.clone(), 0usize..200).prop_map(|(a, b)| Op::CopyTo(a, b)),
@@ -601,6 +608,12 @@ proptest::proptest! {
                     ma.extend(mo.drain(..k));
                 }
                 Op::AppendOtherClone => { a.append_iobuf(&other); ma.extend(mo.clone()); }
+                Op::AppendRangeOfOther(n, pos) => {
+                    let k = other.append_to(&mut a, n, pos);
+                    let want: Vec<u8> = mo.iter().skip(pos).take(n).copied().collect();
+                    proptest::prop_assert_eq!(k, want.len());
+                    ma.extend(want);
+                }
                 Op::PopFront(n) => {
                     let k = a.pop_front(n);
                     proptest::prop_assert_eq!(k, n.min(ma.len()));
