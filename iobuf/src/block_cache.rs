@@ -45,6 +45,10 @@ thread_local! {
 /// A block with `refs == 1`, `size == 0`: from this thread's cache, or the allocator.
 #[inline(never)]
 pub(crate) fn take() -> Block {
+    // Under loom, blocks must not outlive one model execution: no cache.
+    if cfg!(loom) {
+        return Block::allocate();
+    }
     let cached = CACHE
         .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.free.pop()))
         .ok()
@@ -59,6 +63,10 @@ pub(crate) fn take() -> Block {
 /// allocator when the cache is full or gone.
 #[inline(never)]
 pub(crate) fn recycle(block: Block) {
+    if cfg!(loom) {
+        block.destroy();
+        return;
+    }
     // The block stays outside the closure: if the key is already destroyed, `try_with` does not
     // run the closure and we must not drop the handle (that would recurse into `recycle`).
     let mut slot = Some(block);
@@ -84,6 +92,9 @@ pub(crate) fn recycle(block: Block) {
 /// has no room left. `None` if `n` does not fit in a block or the cache is unavailable.
 #[inline(never)]
 pub(crate) fn share_reserve(n: usize) -> Option<(Block, usize)> {
+    if cfg!(loom) {
+        return None;
+    }
     // Old share blocks are dropped after the borrow ends, so their release can use the cache.
     let mut retired: Option<Block> = None;
     let got = CACHE

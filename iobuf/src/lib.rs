@@ -58,6 +58,7 @@ mod chain;
 mod error;
 mod fd_io;
 mod iobuf;
+mod loom;
 mod portal;
 mod small_copy;
 mod user_memory;
