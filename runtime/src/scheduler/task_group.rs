@@ -1,0 +1,376 @@
+//! One worker (brpc's `TaskGroup`): its deque, its pools, and the loop that runs fibers.
+//!
+//! The worker loop is the *parent* of every coroutine it resumes (corosensei is asymmetric): a
+//! fiber runs until it switches out with a [`Suspend`] request, and the loop carries the request
+//! out after the switch, when the fiber's context is saved. That ordering is what makes parking
+//! safe: a fiber is published to a wait list only by code that runs after it stopped running, so
+//! nobody can resume it while it is still on its stack.
+//!
+//! Where the loop looks for work, in order: own deque (LIFO, warm caches), own remote queue,
+//! then the other workers of its tag (random start, prime stride; their deques, then their remote
+//! queues), then it reads its parking lot's state, looks once more everywhere, and parks only if
+//! that last look failed (see `parking_lot.rs`).
+//!
+//! Thread-local hazard (DESIGN.md §2): a fiber can resume on another worker thread, and the
+//! compiler may keep a thread-local's address across the switch. The runtime reads its
+//! thread-locals only through the `#[inline(never)]` accessors below, fenced by compiler
+//! barriers, and never keeps a reference obtained from them across a switch: code that switches
+//! (`suspend`) re-reads the current group afterwards.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{compiler_fence, Ordering};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use crossbeam_deque::{Steal, Worker};
+
+use super::stats::bump;
+use super::task_control::{TaskControl, WorkerShared, ID_BLOCK};
+use crate::fiber::overflow;
+use crate::fiber::stack_pool::LocalStackPool;
+use crate::fiber::task::{Suspend, TaskMeta, TaskRef};
+
+thread_local! {
+    /// The worker this thread runs, null on other threads.
+    static TLS_GROUP: Cell<*const TaskGroup> = const { Cell::new(ptr::null()) };
+    /// State of this thread's `fast_rand`.
+    static TLS_RAND: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The worker running on this thread, or null. Never cache the result across a switch.
+#[inline(never)]
+pub(crate) fn current_group() -> *const TaskGroup {
+    compiler_fence(Ordering::SeqCst);
+    let g = TLS_GROUP.with(Cell::get);
+    compiler_fence(Ordering::SeqCst);
+    g
+}
+
+/// A fast thread-local pseudo-random number (xorshift64*), for victim and queue selection.
+#[inline(never)]
+pub(crate) fn fast_rand() -> u64 {
+    compiler_fence(Ordering::SeqCst);
+    let r = TLS_RAND.with(|c| {
+        let mut x = c.get();
+        if x == 0 {
+            // Seed from the address of the cell and the clock: distinct per thread.
+            x = (c as *const Cell<u64> as u64)
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+                | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    compiler_fence(Ordering::SeqCst);
+    r
+}
+
+/// Strides for victim selection: primes larger than any worker count, hence coprime with it, so
+/// a walk `start + k * stride (mod n)` visits every worker once.
+const STRIDES: [usize; 8] = [1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069];
+
+/// Task metas a worker keeps for reuse.
+const META_POOL_CAP: usize = 1024;
+
+/// One worker. Lives on its thread's stack for the life of the process; reached by fibers
+/// through [`current_group`]. All fields are touched only by its own thread.
+pub(crate) struct TaskGroup {
+    /// The runtime.
+    pub(crate) control: &'static TaskControl,
+    /// Global worker index.
+    pub(crate) index: usize,
+    /// The tag this worker serves.
+    pub(crate) tag: usize,
+    /// Own run queue: push/pop at the bottom here, others steal from the top.
+    deque: Worker<TaskRef>,
+    /// The fiber running now, null between fibers.
+    current: Cell<*mut TaskMeta>,
+    /// Free stacks.
+    stacks: UnsafeCell<LocalStackPool>,
+    /// Free task metas.
+    metas: UnsafeCell<Vec<Box<TaskMeta>>>,
+    /// Local spawns made without a signal, not flushed yet.
+    pending_signals: Cell<usize>,
+    /// Next task id of the current block, and its end.
+    next_id: Cell<u64>,
+    id_end: Cell<u64>,
+}
+
+/// Entry of a worker thread.
+pub(crate) fn worker_main(
+    control: &'static TaskControl,
+    index: usize,
+    tag: usize,
+    deque: Worker<TaskRef>,
+) {
+    overflow::ensure_altstack();
+    let group = TaskGroup {
+        control,
+        index,
+        tag,
+        deque,
+        current: Cell::new(ptr::null_mut()),
+        stacks: UnsafeCell::new(LocalStackPool::default()),
+        metas: UnsafeCell::new(Vec::new()),
+        pending_signals: Cell::new(0),
+        next_id: Cell::new(0),
+        id_end: Cell::new(0),
+    };
+    TLS_GROUP.with(|c| c.set(&group));
+    loop {
+        let task = group.wait_task();
+        group.run(task);
+    }
+}
+
+impl TaskGroup {
+    fn shared(&self) -> &'static WorkerShared {
+        &self.control.workers[self.index]
+    }
+
+    /// The fiber running on this worker, or null.
+    pub(crate) fn current(&self) -> *mut TaskMeta {
+        self.current.get()
+    }
+
+    /// A task id from this worker's block.
+    pub(crate) fn next_id(&self) -> u64 {
+        if self.next_id.get() == self.id_end.get() {
+            let start = self.control.next_id.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.next_id.set(start);
+            self.id_end.set(start + ID_BLOCK);
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// A recycled meta, if any.
+    pub(crate) fn alloc_meta(&self) -> Option<Box<TaskMeta>> {
+        // SAFETY: `metas` is only touched by this worker's thread, never re-entrantly.
+        unsafe { (*self.metas.get()).pop() }
+    }
+
+    /// Counts a spawn made on this worker.
+    pub(crate) fn count_created(&self) {
+        bump(&self.shared().stats.created);
+    }
+
+    /// Pushes a ready task on the local deque; signals an idle worker unless `signal` is false
+    /// (then the signal is owed until [`TaskGroup::flush`]).
+    pub(crate) fn push_local(&self, task: TaskRef, signal: bool) {
+        self.deque.push(task);
+        if signal {
+            self.control.signal_task(self.tag, 1, self.shared().lot + 1);
+        } else {
+            self.pending_signals.set(self.pending_signals.get() + 1);
+        }
+    }
+
+    /// Pays the signals owed by no-signal spawns.
+    pub(crate) fn flush(&self) {
+        let n = self.pending_signals.replace(0);
+        if n > 0 {
+            self.control.signal_task(self.tag, n, self.shared().lot + 1);
+        }
+    }
+
+    /// Own deque, own remote queue, then stealing.
+    fn find_task(&self) -> Option<TaskRef> {
+        if let Some(t) = self.deque.pop() {
+            return Some(t);
+        }
+        if let Some(t) = self.shared().remote.pop() {
+            return Some(t);
+        }
+        self.steal()
+    }
+
+    /// Steals from the other workers of the tag: random start, prime stride.
+    fn steal(&self) -> Option<TaskRef> {
+        let tag = &self.control.tags[self.tag];
+        let n = tag.count;
+        if n <= 1 {
+            return None;
+        }
+        let r = fast_rand() as usize;
+        let start = r % n;
+        let stride = STRIDES[(r >> 32) % STRIDES.len()];
+        for k in 0..n {
+            let i = tag.first + (start + k * stride) % n;
+            if i == self.index {
+                continue;
+            }
+            let victim = &self.control.workers[i];
+            loop {
+                match victim.stealer.steal_batch_and_pop(&self.deque) {
+                    Steal::Success(t) => {
+                        bump(&self.shared().stats.steals);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            if let Some(t) = victim.remote.pop() {
+                bump(&self.shared().stats.steals);
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Finds a task, parking on the lot until one shows up.
+    fn wait_task(&self) -> TaskRef {
+        let lot = &self.control.tags[self.tag].lots[self.shared().lot];
+        loop {
+            if let Some(t) = self.find_task() {
+                return t;
+            }
+            // The state is read before the last look; see parking_lot.rs.
+            let st = lot.get_state();
+            if let Some(t) = self.find_task() {
+                return t;
+            }
+            bump(&self.shared().stats.parks);
+            lot.wait(st);
+        }
+    }
+
+    /// Runs `task` and whatever its switch-outs lead to directly (urgent spawns, immediate
+    /// resumption after a failed park), until this worker has nothing in hand.
+    fn run(&self, mut task: TaskRef) {
+        loop {
+            let p = task.as_ptr();
+            // SAFETY: this worker owns `task` (it came from a queue or a switch-out) so it may
+            // touch the meta; the coroutine field is borrowed only for the resume call, while
+            // the fiber touches other fields (yielder, locals) through its own pointer.
+            let result = unsafe {
+                let co = &mut *ptr::addr_of_mut!((*p).coroutine);
+                if co.is_none() {
+                    let spec = &self.control.stack_spec;
+                    let stack = (*self.stacks.get()).get(
+                        spec,
+                        &self.control.shared_stacks,
+                        (*p).stack_size,
+                    );
+                    (*p).guard = stack.guard_range();
+                    let meta = p as usize;
+                    *co = Some(Coroutine::with_stack(stack, move |y, ()| {
+                        fiber_main(y, meta as *mut TaskMeta)
+                    }));
+                }
+                overflow::set_current_guard(self.index, (*p).guard);
+                self.current.set(p);
+                bump(&self.shared().stats.switches);
+                let r = co.as_mut().expect("coroutine").resume(());
+                self.current.set(ptr::null_mut());
+                r
+            };
+            match result {
+                CoroutineResult::Return(()) => {
+                    self.finish(task);
+                    return;
+                }
+                CoroutineResult::Yield(Suspend::Yield) => {
+                    // Pick the next task before queueing the yielder, or LIFO would hand it
+                    // straight back.
+                    let next = self.find_task();
+                    self.deque.push(task);
+                    match next {
+                        Some(t) => task = t,
+                        None => return,
+                    }
+                }
+                CoroutineResult::Yield(Suspend::Park(action)) => {
+                    // SAFETY: the fiber is switched out and its stack (where `data` points) stays
+                    // put until the action publishes it; the action's contract covers the rest.
+                    match unsafe { (action.f)(action.data, task) } {
+                        Some(t) => task = t,
+                        None => return,
+                    }
+                }
+                CoroutineResult::Yield(Suspend::Urgent(new)) => {
+                    // The caller goes where idle workers can steal it; the new fiber runs now.
+                    self.push_local(task, true);
+                    task = new;
+                }
+            }
+        }
+    }
+
+    /// Recycles the stack and meta of a finished task.
+    fn finish(&self, task: TaskRef) {
+        let mut meta = task.into_box();
+        if let Some(co) = meta.coroutine.take() {
+            let stack = co.into_stack();
+            // SAFETY: the pool is only touched by this worker's thread, never re-entrantly.
+            unsafe {
+                (*self.stacks.get()).put(
+                    &self.control.stack_spec,
+                    &self.control.shared_stacks,
+                    stack,
+                )
+            };
+        }
+        meta.entry = None;
+        meta.name = None;
+        meta.yielder = ptr::null();
+        meta.guard = (0, 0);
+        meta.locals = Default::default();
+        bump(&self.shared().stats.finished);
+        // SAFETY: as above.
+        let metas = unsafe { &mut *self.metas.get() };
+        if metas.len() < META_POOL_CAP {
+            metas.push(meta);
+        }
+    }
+}
+
+/// Body of every fiber: runs the user function, drops fiber-locals, then publishes the result.
+fn fiber_main(y: &Yielder<(), Suspend>, p: *mut TaskMeta) {
+    // SAFETY: `p` is this fiber's own meta, alive until the worker recycles it after we return;
+    // the fiber touches only `yielder`, `entry` and `locals`, which the worker leaves alone while
+    // the fiber runs.
+    let entry = unsafe {
+        (*p).yielder = y;
+        (*p).entry.take()
+    };
+    let Some(entry) = entry else { return };
+    entry.run_body();
+    // SAFETY: as above.
+    let locals = unsafe { std::mem::take(&mut (*p).locals) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(locals)));
+    entry.publish();
+}
+
+/// Switches the current fiber out with `req`. Must be called on a fiber.
+///
+/// On return the fiber may be on another worker: callers re-read [`current_group`].
+pub(crate) fn suspend(req: Suspend) {
+    let g = current_group();
+    debug_assert!(!g.is_null(), "suspend outside a fiber");
+    // SAFETY: on a fiber, the current group is live and its `current` is this fiber's meta,
+    // whose `yielder` was set when the fiber started and points into this fiber's stack.
+    unsafe {
+        let p = (*g).current();
+        let y = (*p).yielder;
+        (*y).suspend(req);
+    }
+}
+
+/// The meta of the fiber calling this, or null on a plain thread.
+#[inline]
+pub(crate) fn current_task_meta() -> *mut TaskMeta {
+    let g = current_group();
+    if g.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a non-null group is the live worker of this thread.
+    unsafe { (*g).current() }
+}
