@@ -48,11 +48,14 @@ impl ParkingLot {
     }
 
     /// Wakes up to `n` workers sleeping here, and makes any worker that read the state before this
-    /// call skip its next sleep. Call it *after* making the work visible.
-    pub(crate) fn signal(&self, n: u32) {
+    /// call skip its next sleep. Call it *after* making the work visible. Returns how many
+    /// sleepers were woken (0 when nobody slept here).
+    pub(crate) fn signal(&self, n: u32) -> usize {
         self.futex.word.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
-            self.futex.wake(n);
+            self.futex.wake(n)
+        } else {
+            0
         }
     }
 

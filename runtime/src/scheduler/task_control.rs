@@ -84,7 +84,7 @@ impl TaskControl {
                 pending_signals: AtomicUsize::new(0),
             });
             for i in 0..per_tag {
-                let deque = Worker::new_lifo();
+                let deque = Worker::new_fifo();
                 workers.push(WorkerShared {
                     stealer: deque.stealer(),
                     remote: RemoteTaskQueue::new(),
@@ -112,14 +112,20 @@ impl TaskControl {
         control
     }
 
-    /// Wakes up to `n` idle workers of `tag`, starting with lot `hint`. Call after publishing
-    /// the work. Never more signals than the tag has workers.
+    /// Wakes up to `n` idle workers of `tag` (at most the tag's worker count), starting with lot
+    /// `hint` and moving on to the next lots while nobody was woken, so that work never waits
+    /// for a busy worker while another one sleeps on a different lot. Call after publishing the
+    /// work.
     pub(crate) fn signal_task(&self, tag: usize, n: usize, hint: usize) {
         let t = &self.tags[tag];
-        let n = n.min(t.count);
+        let mut left = n.min(t.count);
         let nlots = t.lots.len();
-        for i in 0..n {
-            t.lots[(hint + i) % nlots].signal(1);
+        for i in 0..nlots {
+            if left == 0 {
+                break;
+            }
+            let woken = t.lots[(hint + i) % nlots].signal(left as u32);
+            left = left.saturating_sub(woken);
         }
     }
 

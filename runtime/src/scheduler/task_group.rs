@@ -6,7 +6,14 @@
 //! safe: a fiber is published to a wait list only by code that runs after it stopped running, so
 //! nobody can resume it while it is still on its stack.
 //!
-//! Where the loop looks for work, in order: own deque (LIFO, warm caches), own remote queue,
+//! Run queue: a FIFO deque (others steal from its head) plus a one-task LIFO slot, as in tokio.
+//! A spawned or woken fiber goes into the slot and runs next (warm caches: spawn+join and
+//! ping-pong never leave the core); the task it displaces goes to the back of the deque, where
+//! idle workers can steal it. The slot is not stealable, so an idle worker is signalled only when
+//! a task lands in the deque; and at most `LIFO_LIMIT` slot tasks run in a row before the deque
+//! gets a turn, so two fibers waking each other cannot starve the rest.
+//!
+//! Where the loop looks for work, in order: LIFO slot, own deque, own remote queue,
 //! then the other workers of its tag (random start, prime stride; their deques, then their remote
 //! queues), then it reads its parking lot's state, looks once more everywhere, and parks only if
 //! that last look failed (see `parking_lot.rs`).
@@ -74,6 +81,14 @@ pub(crate) fn fast_rand() -> u64 {
 /// a walk `start + k * stride (mod n)` visits every worker once.
 const STRIDES: [usize; 8] = [1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069];
 
+/// How often (in looks for work) a worker checks its remote queue before its own deque. A prime,
+/// as in tokio's global-queue interval: small enough that remote work waits at most a few dozen
+/// fibers, large enough that the lock-free local path dominates.
+const REMOTE_CHECK_INTERVAL: u32 = 61;
+
+/// Slot tasks run in a row before the deque gets a turn (tokio uses 3).
+const LIFO_LIMIT: u32 = 4;
+
 /// Task metas a worker keeps for reuse.
 const META_POOL_CAP: usize = 1024;
 
@@ -86,8 +101,13 @@ pub(crate) struct TaskGroup {
     pub(crate) index: usize,
     /// The tag this worker serves.
     pub(crate) tag: usize,
-    /// Own run queue: push/pop at the bottom here, others steal from the top.
+    /// Own run queue (FIFO): pushed at the back and popped at the front here, stolen from the
+    /// front by others.
     deque: Worker<TaskRef>,
+    /// The task to run next (not stealable).
+    lifo: Cell<Option<TaskRef>>,
+    /// Slot tasks run in a row.
+    lifo_streak: Cell<u32>,
     /// The fiber running now, null between fibers.
     current: Cell<*mut TaskMeta>,
     /// Free stacks.
@@ -96,6 +116,8 @@ pub(crate) struct TaskGroup {
     metas: UnsafeCell<Vec<Box<TaskMeta>>>,
     /// Local spawns made without a signal, not flushed yet.
     pending_signals: Cell<usize>,
+    /// Looks for work so far (drives the remote-queue fairness check).
+    tick: Cell<u32>,
     /// Next task id of the current block, and its end.
     next_id: Cell<u64>,
     id_end: Cell<u64>,
@@ -114,10 +136,13 @@ pub(crate) fn worker_main(
         index,
         tag,
         deque,
+        lifo: Cell::new(None),
+        lifo_streak: Cell::new(0),
         current: Cell::new(ptr::null_mut()),
         stacks: UnsafeCell::new(LocalStackPool::default()),
         metas: UnsafeCell::new(Vec::new()),
         pending_signals: Cell::new(0),
+        tick: Cell::new(0),
         next_id: Cell::new(0),
         id_end: Cell::new(0),
     };
@@ -161,9 +186,17 @@ impl TaskGroup {
         bump(&self.shared().stats.created);
     }
 
-    /// Pushes a ready task on the local deque; signals an idle worker unless `signal` is false
-    /// (then the signal is owed until [`TaskGroup::flush`]).
+    /// Makes `task` the next to run here (LIFO slot); the task it displaces goes to the deque and
+    /// an idle worker is signalled for it, unless `signal` is false (then the signal is owed
+    /// until [`TaskGroup::flush`]).
     pub(crate) fn push_local(&self, task: TaskRef, signal: bool) {
+        if let Some(old) = self.lifo.replace(Some(task)) {
+            self.push_stealable(old, signal);
+        }
+    }
+
+    /// Pushes `task` at the back of the deque and signals (or owes a signal).
+    pub(crate) fn push_stealable(&self, task: TaskRef, signal: bool) {
         self.deque.push(task);
         if signal {
             self.control.signal_task(self.tag, 1, self.shared().lot + 1);
@@ -180,9 +213,28 @@ impl TaskGroup {
         }
     }
 
-    /// Own deque, own remote queue, then stealing.
+    /// Own deque, own remote queue, then stealing. Every `REMOTE_CHECK_INTERVAL`-th call looks
+    /// at the remote queue first, so fibers handed over by other threads (including every
+    /// timer wake-up) are not starved by a worker whose own deque never runs dry.
     fn find_task(&self) -> Option<TaskRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % REMOTE_CHECK_INTERVAL == 0 {
+            if let Some(t) = self.shared().remote.pop() {
+                return Some(t);
+            }
+        }
+        if self.lifo_streak.get() < LIFO_LIMIT {
+            if let Some(t) = self.lifo.take() {
+                self.lifo_streak.set(self.lifo_streak.get() + 1);
+                return Some(t);
+            }
+        }
+        self.lifo_streak.set(0);
         if let Some(t) = self.deque.pop() {
+            return Some(t);
+        }
+        if let Some(t) = self.lifo.take() {
             return Some(t);
         }
         if let Some(t) = self.shared().remote.pop() {
@@ -278,8 +330,8 @@ impl TaskGroup {
                     return;
                 }
                 CoroutineResult::Yield(Suspend::Yield) => {
-                    // Pick the next task before queueing the yielder, or LIFO would hand it
-                    // straight back.
+                    // Pick the next task before queueing the yielder, so that it runs only
+                    // after what was ready when it yielded.
                     let next = self.find_task();
                     self.deque.push(task);
                     match next {
@@ -297,7 +349,7 @@ impl TaskGroup {
                 }
                 CoroutineResult::Yield(Suspend::Urgent(new)) => {
                     // The caller goes where idle workers can steal it; the new fiber runs now.
-                    self.push_local(task, true);
+                    self.push_stealable(task, true);
                     task = new;
                 }
             }
