@@ -104,9 +104,8 @@ impl<T: Send + 'static> FiberLocal<T> {
         let key = self.key();
         // SAFETY: the slot table of the running fiber/thread, used without switching.
         let present = unsafe {
-            (&(*current_slots()).slots)
-                .get(key)
-                .is_some_and(Option::is_some)
+            let slots: &Vec<Option<Slot>> = &(*current_slots()).slots;
+            slots.get(key).is_some_and(Option::is_some)
         };
         if !present {
             // `init` may itself use fiber-locals (and grow the table): call it first.
@@ -135,7 +134,8 @@ impl<T: Send + 'static> FiberLocal<T> {
         // and cannot be replaced or dropped while `borrows` > 0 (set checks it; the table is
         // only dropped when the fiber ends, which cannot happen inside `f`).
         let (value, borrows): (*const T, *const Cell<usize>) = unsafe {
-            let slot = (&(*current_slots()).slots)[key].as_ref().expect("slot");
+            let slots: &Vec<Option<Slot>> = &(*current_slots()).slots;
+            let slot = slots[key].as_ref().expect("slot");
             let v = slot.value.downcast_ref::<T>().expect("fiber-local type") as *const T;
             (v, &slot.borrows as *const Cell<usize>)
         };
@@ -159,7 +159,8 @@ impl<T: Send + 'static> FiberLocal<T> {
         let key = self.ensure();
         // SAFETY: the slot table of the running fiber/thread, used without switching.
         let old = unsafe {
-            let slot = (&mut (*current_slots()).slots)[key].as_mut().expect("slot");
+            let slots: &mut Vec<Option<Slot>> = &mut (*current_slots()).slots;
+            let slot = slots[key].as_mut().expect("slot");
             assert!(
                 slot.borrows.get() == 0,
                 "FiberLocal::set while the value is borrowed by with"

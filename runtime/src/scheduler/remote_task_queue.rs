@@ -56,6 +56,14 @@ impl<T> RemoteTaskQueue<T> {
 #[cfg(all(test, loom))]
 mod tests {
     use super::*;
+    /// Explores interleavings with at most three preemptions (the classic bound: almost all
+    /// real concurrency bugs need fewer), so the model finishes in seconds.
+    fn bounded_model(f: impl Fn() + Send + Sync + 'static) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(f);
+    }
+
     use crate::loom::{thread, Arc};
     use crate::scheduler::parking_lot::ParkingLot;
 
@@ -63,7 +71,7 @@ mod tests {
     /// parks. Every pushed item is consumed exactly once, in FIFO order.
     #[test]
     fn loom_remote_queue_push_signal_pop() {
-        loom::model(|| {
+        bounded_model(|| {
             let q = Arc::new(RemoteTaskQueue::new());
             let lot = Arc::new(ParkingLot::new());
             let (q2, lot2) = (q.clone(), lot.clone());

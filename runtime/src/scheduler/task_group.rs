@@ -112,7 +112,9 @@ pub(crate) struct TaskGroup {
     current: Cell<*mut TaskMeta>,
     /// Free stacks.
     stacks: UnsafeCell<LocalStackPool>,
-    /// Free task metas.
+    /// Free task metas. Boxed on purpose: a `TaskRef` is the box's address, which must not
+    /// move while the task lives.
+    #[allow(clippy::vec_box)]
     metas: UnsafeCell<Vec<Box<TaskMeta>>>,
     /// Local spawns made without a signal, not flushed yet.
     pending_signals: Cell<usize>,
