@@ -513,6 +513,19 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
+    /// The contract: `const fn new` (usable in statics), `Send + Sync`.
+    static STATIC_BUTEX: Butex = Butex::new(3);
+    const _: fn() = || {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Butex>();
+    };
+
+    #[test]
+    fn usable_as_static() {
+        assert_eq!(STATIC_BUTEX.value().load(Ordering::Relaxed), 3);
+        assert_eq!(STATIC_BUTEX.wake_all(), 0);
+    }
+
     #[test]
     fn would_block_and_timeout_on_threads() {
         let b = Butex::new(1);

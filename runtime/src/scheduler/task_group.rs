@@ -324,6 +324,8 @@ impl TaskGroup {
                 bump(&self.shared().stats.switches);
                 let r = co.as_mut().expect("coroutine").resume(());
                 self.current.set(ptr::null_mut());
+                // The stack may be recycled or unmapped from now on: stop claiming its guard.
+                overflow::set_current_guard(self.index, (0, 0));
                 r
             };
             match result {
