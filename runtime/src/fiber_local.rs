@@ -31,10 +31,12 @@ struct Slot {
     borrows: Cell<usize>,
 }
 
-/// The fiber-local values of one fiber (or thread).
+/// The fiber-local values of one fiber (or thread). Slots are boxed so that a slot (its value
+/// and its borrow counter) stays put while the table grows, e.g. when `init` of another key runs
+/// inside a `with`.
 #[derive(Default)]
 pub(crate) struct LocalSlots {
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Box<Slot>>>,
 }
 
 thread_local! {
@@ -104,7 +106,7 @@ impl<T: Send + 'static> FiberLocal<T> {
         let key = self.key();
         // SAFETY: the slot table of the running fiber/thread, used without switching.
         let present = unsafe {
-            let slots: &Vec<Option<Slot>> = &(*current_slots()).slots;
+            let slots: &Vec<Option<Box<Slot>>> = &(*current_slots()).slots;
             slots.get(key).is_some_and(Option::is_some)
         };
         if !present {
@@ -116,10 +118,10 @@ impl<T: Send + 'static> FiberLocal<T> {
                 slots.resize_with(key + 1, || None);
             }
             if slots[key].is_none() {
-                slots[key] = Some(Slot {
+                slots[key] = Some(Box::new(Slot {
                     value: Box::new(value),
                     borrows: Cell::new(0),
-                });
+                }));
             }
         }
         key
@@ -130,11 +132,11 @@ impl<T: Send + 'static> FiberLocal<T> {
     /// the same key from inside `f` panics.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         let key = self.ensure();
-        // SAFETY: the slot exists (ensure); its boxed value does not move when the table grows,
-        // and cannot be replaced or dropped while `borrows` > 0 (set checks it; the table is
-        // only dropped when the fiber ends, which cannot happen inside `f`).
+        // SAFETY: the slot exists (ensure) and is boxed, so neither it nor its value moves when
+        // the table grows; the value cannot be replaced while `borrows` > 0 (set checks it) and
+        // the table is only dropped when the fiber ends, which cannot happen inside `f`.
         let (value, borrows): (*const T, *const Cell<usize>) = unsafe {
-            let slots: &Vec<Option<Slot>> = &(*current_slots()).slots;
+            let slots: &Vec<Option<Box<Slot>>> = &(*current_slots()).slots;
             let slot = slots[key].as_ref().expect("slot");
             let v = slot.value.downcast_ref::<T>().expect("fiber-local type") as *const T;
             (v, &slot.borrows as *const Cell<usize>)
@@ -159,7 +161,7 @@ impl<T: Send + 'static> FiberLocal<T> {
         let key = self.ensure();
         // SAFETY: the slot table of the running fiber/thread, used without switching.
         let old = unsafe {
-            let slots: &mut Vec<Option<Slot>> = &mut (*current_slots()).slots;
+            let slots: &mut Vec<Option<Box<Slot>>> = &mut (*current_slots()).slots;
             let slot = slots[key].as_mut().expect("slot");
             assert!(
                 slot.borrows.get() == 0,

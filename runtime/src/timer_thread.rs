@@ -95,7 +95,14 @@ struct TimerThread {
     nsignals: Futex,
     /// Origin of the nanosecond clock.
     base: Instant,
+    /// Tasks cancelled since the last purge (they linger in the heap until their deadline).
+    cancelled: AtomicUsize,
 }
+
+/// The heap is purged of cancelled tasks when it holds more than this many entries and at least
+/// half of them are cancelled: cancelled long timeouts (a wait woken early, an RPC answered in
+/// time) would otherwise pile up until their deadlines.
+const PURGE_MIN_HEAP: usize = 4096;
 
 static TIMER: OnceLock<&'static TimerThread> = OnceLock::new();
 static NEXT_BUCKET: AtomicUsize = AtomicUsize::new(0);
@@ -137,6 +144,7 @@ fn timer() -> &'static TimerThread {
             wake_lock: Mutex::new(()),
             nsignals: Futex::new(0),
             base: Instant::now(),
+            cancelled: AtomicUsize::new(0),
         }));
         std::thread::Builder::new()
             .name("spindle-timer".into())
@@ -188,6 +196,9 @@ pub fn unschedule(id: &TimerId) -> bool {
         Ok(_) => {
             // SAFETY: we won the transition out of PENDING: the callback is ours alone.
             drop(unsafe { (*task.callback.get()).take() });
+            if let Some(t) = TIMER.get() {
+                t.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
             true
         }
         Err(RUNNING) => {
@@ -230,6 +241,12 @@ impl TimerThread {
                         heap.push(Entry(t));
                     }
                 }
+            }
+            if heap.len() > PURGE_MIN_HEAP
+                && self.cancelled.load(Ordering::Relaxed) * 2 > heap.len()
+            {
+                self.cancelled.store(0, Ordering::Relaxed);
+                heap.retain(|e| e.0.state.load(Ordering::Relaxed) == PENDING);
             }
             let now = Instant::now();
             while heap.peek().is_some_and(|e| e.0.deadline <= now) {

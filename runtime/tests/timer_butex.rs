@@ -68,6 +68,24 @@ fn unschedule_cancels_pending_only() {
 }
 
 #[test]
+fn many_cancelled_timers_do_not_stop_the_rest() {
+    // Enough cancelled long timers to trigger the heap purge, then a short one must still fire.
+    let ids: Vec<_> = (0..10_000)
+        .map(|_| schedule(Instant::now() + Duration::from_secs(3600), || {}))
+        .collect();
+    std::thread::sleep(Duration::from_millis(5)); // let the timer thread pull them into its heap
+    assert!(ids.iter().all(unschedule));
+    for _ in 0..3 {
+        let fired = Arc::new(AtomicUsize::new(0));
+        let f = fired.clone();
+        schedule(Instant::now() + Duration::from_millis(1), move || {
+            f.fetch_add(1, Ordering::SeqCst);
+        });
+        wait_until(|| fired.load(Ordering::SeqCst) == 1);
+    }
+}
+
+#[test]
 fn unschedule_waits_for_running_callback() {
     let state = Arc::new(AtomicU32::new(0));
     let s = state.clone();
@@ -235,6 +253,25 @@ fn fiber_local_per_fiber_and_dropped() {
     COUNTER.set(5);
     assert_eq!(COUNTER.get(), 5);
     assert_eq!(std::thread::spawn(|| COUNTER.get()).join().unwrap(), 0);
+}
+
+static OUTER: FiberLocal<u32> = FiberLocal::new(|| 1);
+static INNER: [FiberLocal<u32>; 8] = [const { FiberLocal::new(|| 2) }; 8];
+
+#[test]
+fn fiber_local_table_grows_inside_with() {
+    spawn(|| {
+        OUTER.with(|o| {
+            // Creating other keys' slots inside `with` grows the table; `o` must stay valid.
+            let sum: u32 = INNER.iter().map(|k| k.get()).sum();
+            assert_eq!(sum, 16);
+            assert_eq!(*o, 1);
+        });
+        OUTER.set(3); // the borrow was released
+        assert_eq!(OUTER.get(), 3);
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]
