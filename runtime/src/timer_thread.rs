@@ -20,6 +20,9 @@
 //!
 //! Callbacks run on the timer thread, one at a time: keep them short (wake something, set a
 //! flag). A panicking callback is caught and reported, and the timer thread carries on.
+//!
+//! The timer thread starts on first use, and starts the runtime with it (its bucket count comes
+//! from the runtime's [`crate::Config`]): call [`crate::init`] first if you configure the runtime.
 
 use std::cell::{Cell, UnsafeCell};
 use std::cmp::Ordering as CmpOrdering;
