@@ -278,3 +278,92 @@ fn stats_counters_move() {
     assert!(after.fibers_created >= before.fibers_created + 100);
     assert!(after.context_switches >= before.context_switches + 200);
 }
+
+#[test]
+fn remote_spawns_from_many_threads_all_run() {
+    // Non-worker threads hand fibers over through remote queues while workers go idle and park
+    // in between: every fiber must run (a lost wake-up would hang this test).
+    let ran = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let ran = ran.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000u32 {
+                    let ran = ran.clone();
+                    let h = spawn(move || {
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    });
+                    if (i + t) % 97 == 0 {
+                        std::thread::sleep(Duration::from_micros(300)); // let workers park
+                    }
+                    if i % 2 == 0 {
+                        h.join().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let start = Instant::now();
+    while ran.load(Ordering::SeqCst) < 8000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "detached fibers never ran"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn idle_workers_steal_and_park() {
+    if stats().workers < 2 {
+        return;
+    }
+    // One fiber spawns busy children; they spin until the children have been seen on two
+    // workers, which needs a steal (bounded: fails after 30 s).
+    let seen = Arc::new(parking_lot::Mutex::new(std::collections::HashSet::new()));
+    let before = stats();
+    let s2 = seen.clone();
+    spawn(move || {
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                let seen = s2.clone();
+                spawn(move || {
+                    let start = Instant::now();
+                    loop {
+                        let n = {
+                            let mut s = seen.lock();
+                            s.insert(spindle_runtime::current_worker().unwrap());
+                            s.len()
+                        };
+                        if n >= 2 || start.elapsed() > Duration::from_secs(30) {
+                            break;
+                        }
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(
+        seen.lock().len() >= 2,
+        "children never ran on a second worker"
+    );
+    assert!(stats().steals > before.steals, "no steal was counted");
+    // Idle workers park; wait (bounded) until the counter shows it.
+    let start = Instant::now();
+    while stats().parks == before.parks {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers never parked"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
