@@ -30,9 +30,8 @@
 //!   handle under the lock and set the flag and unpark after releasing it; the thread returns
 //!   only after it saw the flag, so the waker never touches a dead node.
 //!
-//! `loom_butex_*` model-checks the wait/wake protocol on the thread path of this file. (A
-//! requeue model trips an internal assertion of loom 0.7 when a parked thread's mutex is
-//! re-locked; requeue is covered by the unit and integration tests instead.)
+//! `loom_butex_*` model-checks the wait/wake and requeue protocols on the thread path of this
+//! file.
 
 use std::cell::Cell;
 use std::ptr;
@@ -54,7 +53,14 @@ pub enum WaitError {
 pub struct Butex {
     value: AtomicU32,
     waiters: Mutex<WaitList>,
+    /// Lock-order key under loom (addresses differ between loom iterations, and loom needs every
+    /// iteration to make the same choices).
+    #[cfg(loom)]
+    order: usize,
 }
+
+#[cfg(loom)]
+static NEXT_ORDER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Head and tail of the intrusive FIFO.
 struct WaitList {
@@ -324,7 +330,17 @@ impl Butex {
                 head: ptr::null(),
                 tail: ptr::null(),
             }),
+            order: NEXT_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Key that orders the locking of two butexes (requeue): the address, or under loom a
+    /// creation counter.
+    fn order_key(&self) -> usize {
+        #[cfg(loom)]
+        return self.order;
+        #[cfg(not(loom))]
+        return self as *const Butex as usize;
     }
 
     /// The word itself; change it before waking.
@@ -464,7 +480,7 @@ impl Butex {
         {
             // Lock in address order so two opposite requeues cannot deadlock.
             let (mut mine, mut theirs);
-            if (self as *const Butex) < (to as *const Butex) {
+            if self.order_key() < to.order_key() {
                 mine = self.lock();
                 theirs = to.lock();
             } else {
@@ -595,6 +611,56 @@ mod loom_tests {
                 let _ = b.wait(0, None);
             }
             waker.join().unwrap();
+        });
+    }
+
+    /// Requeue moves a waiter that a later wake on the target releases.
+    #[test]
+    fn loom_butex_requeue() {
+        loom::model(|| {
+            let a = Arc::new(Butex::new(0));
+            let to = Arc::new(Butex::new(0));
+            let (a2, to2) = (a.clone(), to.clone());
+            let waker = thread::spawn(move || {
+                a2.value().store(1, Ordering::SeqCst);
+                to2.value().store(1, Ordering::SeqCst);
+                a2.requeue(&to2);
+                to2.wake_all();
+            });
+            while a.value().load(Ordering::SeqCst) == 0 {
+                let _ = a.wait(0, None);
+            }
+            waker.join().unwrap();
+        });
+    }
+
+    /// Two waiters, one requeued onto the target: both get out.
+    #[test]
+    fn loom_butex_requeue_two_waiters() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            let a = Arc::new(Butex::new(0));
+            let to = Arc::new(Butex::new(0));
+            let other = {
+                let a = a.clone();
+                thread::spawn(move || {
+                    while a.value().load(Ordering::SeqCst) == 0 {
+                        let _ = a.wait(0, None);
+                    }
+                })
+            };
+            let (a2, to2) = (a.clone(), to.clone());
+            let waker = thread::spawn(move || {
+                a2.value().store(1, Ordering::SeqCst);
+                a2.requeue(&to2);
+                to2.wake_all();
+            });
+            while a.value().load(Ordering::SeqCst) == 0 {
+                let _ = a.wait(0, None);
+            }
+            waker.join().unwrap();
+            other.join().unwrap();
         });
     }
 }

@@ -14,14 +14,20 @@ fn tree(depth: u32) -> u32 {
         yield_now();
         return 1;
     }
-    let l = Builder::new().stack_size(StackSize::Small).spawn(move || tree(depth - 1));
+    let l = Builder::new()
+        .stack_size(StackSize::Small)
+        .spawn(move || tree(depth - 1));
     let r = spawn_urgent(move || tree(depth - 1));
     l.join().unwrap() + r.join().unwrap()
 }
 
 #[test]
 fn mixed_load_on_oversubscribed_runtime() {
-    init(Config { fiber_concurrency: 8, ..Config::default() }).unwrap();
+    init(Config {
+        fiber_concurrency: 8,
+        ..Config::default()
+    })
+    .unwrap();
     let mut hs = Vec::new();
     // Spawn trees with urgent spawns.
     for _ in 0..4 {
