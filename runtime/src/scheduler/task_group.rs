@@ -16,7 +16,9 @@
 //! Where the loop looks for work, in order: LIFO slot, own deque, own remote queue,
 //! then the other workers of its tag (random start, prime stride; their deques, then their remote
 //! queues), then it reads its parking lot's state, looks once more everywhere, and parks only if
-//! that last look failed (see `parking_lot.rs`).
+//! that last look failed (see `parking_lot.rs`). Every `REMOTE_CHECK_INTERVAL`-th look starts
+//! with the remote queue, so fibers handed over by other threads (every timer wake-up among
+//! them) cannot be starved by a worker whose own queue never runs dry.
 //!
 //! Thread-local hazard (DESIGN.md §2): a fiber can resume on another worker thread, and the
 //! compiler may keep a thread-local's address across the switch. The runtime reads its
