@@ -56,9 +56,9 @@ impl Builder {
         self
     }
 
-    /// Queues the fiber without waking an idle worker; the signal is owed until [`flush`] (or a
-    /// later signalling spawn) on the same thread. For batches: spawn n fibers this way, then
-    /// flush once.
+    /// Queues the fiber where other workers can steal it, without waking an idle worker; the
+    /// signal is owed until [`flush`] on the same thread. For batches (the RPC input messenger's
+    /// n−1 messages): spawn them this way, then flush once.
     pub fn no_signal(mut self) -> Self {
         self.signal = false;
         self
@@ -129,7 +129,12 @@ impl Builder {
                     suspend(Suspend::Urgent(task));
                     // We may be on another worker now: `g` is not used past this point.
                 } else {
-                    g.push_local(task, self.signal);
+                    if self.signal {
+                        g.push_local(task, true);
+                    } else {
+                        // A batch for other workers: stealable at once, signalled by `flush`.
+                        g.push_stealable(task, false);
+                    };
                 }
             }
             _ => control.push_remote(tag, task, self.signal),
@@ -138,7 +143,15 @@ impl Builder {
     }
 }
 
-/// Starts `f` in a new fiber in the background (pushed to the local queue, a worker is signalled).
+/// Starts `f` in a new fiber in the background.
+///
+/// From a fiber, the new fiber becomes the next to run on this worker (a one-task LIFO slot, as
+/// in tokio: spawn-then-join never leaves the core), and whatever it displaces from that slot
+/// goes to the stealable deque with an idle worker signalled. The slot itself is not stealable:
+/// if the caller keeps its worker busy without switching, the new fiber waits for the caller's
+/// next switch. For fan-out that must spread to other workers at once, spawn with
+/// [`Builder::no_signal`] and call [`flush`], or use [`spawn_urgent`]. From a plain thread the
+/// fiber goes to a worker's remote queue and a worker is signalled.
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
     F: FnOnce() -> T + Send + 'static,
