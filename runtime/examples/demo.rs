@@ -76,7 +76,7 @@ fn main() {
     let cfg = spindle_runtime::config();
     println!(
         "spindle demo: {} workers, {} tag(s), stacks {}/{}/{} KiB; running {seconds} s",
-        cfg.fiber_concurrency,
+        spindle_runtime::stats().workers,
         cfg.task_group_ntags,
         cfg.stack_size_small / 1024,
         cfg.stack_size_normal / 1024,

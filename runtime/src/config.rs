@@ -16,7 +16,8 @@ pub const MAX_WORKERS: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Number of worker threads over all tags (brpc `bthread_concurrency`; default: the number of
-    /// cores). Split evenly between tags, at least one worker per tag.
+    /// cores; 0 also means the number of cores). Split evenly between tags, at least one worker
+    /// per tag.
     pub fiber_concurrency: usize,
     /// Usable bytes of a small stack (brpc `stack_size_small`, 32 KiB).
     pub stack_size_small: usize,
@@ -25,7 +26,8 @@ pub struct Config {
     /// Usable bytes of a large stack (brpc `stack_size_large`, 8 MiB).
     pub stack_size_large: usize,
     /// Bytes of the `PROT_NONE` guard below every stack (brpc `guard_page_size`, 4 KiB). Rounded up
-    /// to the page size; 0 is refused, because the guard is what turns overflow into a clean crash.
+    /// to the page size. Unlike brpc, 0 still gets one guard page: the guard is what turns a
+    /// stack overflow into a clean crash, and corosensei's `Stack` contract requires one.
     pub guard_page_size: usize,
     /// Number of isolated worker pools (brpc `task_group_ntags`, 1).
     pub task_group_ntags: usize,
@@ -88,8 +90,12 @@ impl Config {
         if self.task_group_ntags == 0 || self.task_group_ntags > MAX_WORKERS {
             return bad("task_group_ntags", self.task_group_ntags, "1..=1024");
         }
-        if self.fiber_concurrency == 0 || self.fiber_concurrency > MAX_WORKERS {
-            return bad("fiber_concurrency", self.fiber_concurrency, "1..=1024");
+        if self.fiber_concurrency > MAX_WORKERS {
+            return bad(
+                "fiber_concurrency",
+                self.fiber_concurrency,
+                "0..=1024 (0: one per core)",
+            );
         }
         for (name, v) in [
             ("stack_size_small", self.stack_size_small),
@@ -100,8 +106,8 @@ impl Config {
                 return bad(name, v, "16 KiB..=1 GiB");
             }
         }
-        if self.guard_page_size == 0 || self.guard_page_size > 1 << 20 {
-            return bad("guard_page_size", self.guard_page_size, "1..=1 MiB");
+        if self.guard_page_size > 1 << 20 {
+            return bad("guard_page_size", self.guard_page_size, "0..=1 MiB");
         }
         if self.parking_lot_num == 0 || self.parking_lot_num > 64 {
             return bad("parking_lot_num", self.parking_lot_num, "1..=64");
@@ -115,9 +121,20 @@ impl Config {
         Ok(())
     }
 
+    /// `fiber_concurrency`, with 0 resolved to the number of cores.
+    pub fn resolved_concurrency(&self) -> usize {
+        if self.fiber_concurrency == 0 {
+            std::thread::available_parallelism()
+                .map_or(4, |n| n.get())
+                .min(MAX_WORKERS)
+        } else {
+            self.fiber_concurrency
+        }
+    }
+
     /// Workers of each tag: `fiber_concurrency` split evenly, at least one per tag.
     pub(crate) fn workers_per_tag(&self) -> usize {
-        (self.fiber_concurrency / self.task_group_ntags).max(1)
+        (self.resolved_concurrency() / self.task_group_ntags).max(1)
     }
 }
 
