@@ -156,14 +156,22 @@ mod tests {
     #[test]
     fn errors_name_the_flag() {
         let c = Config {
-            fiber_concurrency: 0,
+            fiber_concurrency: 5000,
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().0.contains("fiber_concurrency"));
         let c = Config {
-            guard_page_size: 0,
+            guard_page_size: 2 << 20,
             ..Config::default()
         };
         assert!(c.validate().unwrap_err().0.contains("guard_page_size"));
+        // 0 means "one per core" / "the minimum guard", as the flags define them.
+        let c = Config {
+            fiber_concurrency: 0,
+            guard_page_size: 0,
+            ..Config::default()
+        };
+        c.validate().unwrap();
+        assert!(c.resolved_concurrency() >= 1);
     }
 }
