@@ -151,9 +151,21 @@ pub(crate) fn worker_main(
         id_end: Cell::new(0),
     };
     TLS_GROUP.with(|c| c.set(&group));
-    loop {
+    // User panics are caught at the fiber boundary, so a panic here is a runtime failure (a stack
+    // that cannot be mapped, a broken invariant). A dead worker would strand its queued fibers
+    // and hang their joiners silently: abort loudly instead.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
         let task = group.wait_task();
         group.run(task);
+    }));
+    if let Err(p) = r {
+        let msg = p
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string payload>");
+        eprintln!("spindle: worker {index} failed: {msg}; aborting");
+        std::process::abort();
     }
 }
 
