@@ -57,7 +57,7 @@ impl Builder {
     }
 
     /// Queues the fiber where other workers can steal it, without waking an idle worker; the
-    /// signal is owed until [`flush`] on the same thread. For batches (the RPC input messenger's
+    /// signal is owed until [`flush`]. For batches (the RPC input messenger's
     /// n−1 messages): spawn them this way, then flush once.
     pub fn no_signal(mut self) -> Self {
         self.signal = false;
@@ -179,15 +179,12 @@ where
     Builder::new().no_signal().spawn(f)
 }
 
-/// Wakes as many idle workers as the caller's no-signal spawns need (at most one per queued
-/// fiber, at most the tag's worker count). Cheap when nothing is owed.
+/// Wakes as many idle workers as the no-signal spawns made so far need (at most one per queued
+/// fiber, at most the tag's worker count). Cheap when nothing is owed. The owed signals are
+/// counted per tag, so a fiber that moved to another worker since its spawns still pays them.
 pub fn flush() {
-    // SAFETY: a non-null group is this thread's live worker.
-    if let Some(g) = unsafe { current_group().as_ref() } {
-        g.flush();
-    }
     if let Some(c) = super::try_control() {
-        c.flush_external();
+        c.flush_pending();
     }
 }
 

@@ -41,7 +41,7 @@ pub(crate) struct TagControl {
     pub(crate) count: usize,
     /// Where the tag's idle workers sleep.
     pub(crate) lots: Box<[ParkingLot]>,
-    /// Spawns from outside the tag made without a signal, not flushed yet.
+    /// Spawns made without a signal, not flushed yet.
     pub(crate) pending_signals: AtomicUsize,
 }
 
@@ -142,9 +142,12 @@ impl TaskControl {
         }
     }
 
-    /// Signals for the no-signal spawns made from outside each tag.
-    pub(crate) fn flush_external(&self) {
+    /// Pays the signals owed by no-signal spawns, in every tag.
+    pub(crate) fn flush_pending(&self) {
         for (i, t) in self.tags.iter().enumerate() {
+            if t.pending_signals.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
             let n = t.pending_signals.swap(0, Ordering::Relaxed);
             if n > 0 {
                 self.signal_task(i, n, task_group::fast_rand() as usize);

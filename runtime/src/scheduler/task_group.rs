@@ -118,8 +118,6 @@ pub(crate) struct TaskGroup {
     /// move while the task lives.
     #[allow(clippy::vec_box)]
     metas: UnsafeCell<Vec<Box<TaskMeta>>>,
-    /// Local spawns made without a signal, not flushed yet.
-    pending_signals: Cell<usize>,
     /// Looks for work so far (drives the remote-queue fairness check).
     tick: Cell<u32>,
     /// Next task id of the current block, and its end.
@@ -145,7 +143,6 @@ pub(crate) fn worker_main(
         current: Cell::new(ptr::null_mut()),
         stacks: UnsafeCell::new(LocalStackPool::default()),
         metas: UnsafeCell::new(Vec::new()),
-        pending_signals: Cell::new(0),
         tick: Cell::new(0),
         next_id: Cell::new(0),
         id_end: Cell::new(0),
@@ -204,28 +201,23 @@ impl TaskGroup {
 
     /// Makes `task` the next to run here (LIFO slot); the task it displaces goes to the deque and
     /// an idle worker is signalled for it, unless `signal` is false (then the signal is owed
-    /// until [`TaskGroup::flush`]).
+    /// until [`crate::flush`]).
     pub(crate) fn push_local(&self, task: TaskRef, signal: bool) {
         if let Some(old) = self.lifo.replace(Some(task)) {
             self.push_stealable(old, signal);
         }
     }
 
-    /// Pushes `task` at the back of the deque and signals (or owes a signal).
+    /// Pushes `task` at the back of the deque and signals, or owes a signal to the tag (paid by
+    /// [`crate::flush`], from whichever worker the spawning fiber runs on by then).
     pub(crate) fn push_stealable(&self, task: TaskRef, signal: bool) {
         self.deque.push(task);
         if signal {
             self.control.signal_task(self.tag, 1, self.shared().lot + 1);
         } else {
-            self.pending_signals.set(self.pending_signals.get() + 1);
-        }
-    }
-
-    /// Pays the signals owed by no-signal spawns.
-    pub(crate) fn flush(&self) {
-        let n = self.pending_signals.replace(0);
-        if n > 0 {
-            self.control.signal_task(self.tag, n, self.shared().lot + 1);
+            self.control.tags[self.tag]
+                .pending_signals
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 
