@@ -7,13 +7,13 @@
 #[cfg(loom)]
 pub(crate) use loom::{
     cell::UnsafeCell,
-    sync::{atomic, Arc, Condvar, Mutex},
+    sync::{atomic, Arc, Condvar, Mutex, MutexGuard},
     thread,
 };
 
 #[cfg(not(loom))]
 pub(crate) use std::{
-    sync::{atomic, Arc, Condvar, Mutex},
+    sync::{atomic, Arc, Condvar, Mutex, MutexGuard},
     thread,
 };
 

@@ -1,0 +1,234 @@
+//! Spawning fibers and the calls a fiber makes about itself.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::task_group::{current_group, current_task_meta, suspend};
+use super::{control, task_group::TaskGroup};
+use crate::butex::{Butex, WaitError};
+use crate::fiber::join::{JoinHandle, Packet};
+use crate::fiber::stack::StackSize;
+use crate::fiber::task::{Suspend, TaskId, TaskMeta, TaskRef};
+
+/// Options for a new fiber. `Builder::new().stack_size(StackSize::Small).spawn(f)`.
+#[derive(Clone, Debug)]
+pub struct Builder {
+    stack: StackSize,
+    name: Option<String>,
+    tag: Option<usize>,
+    signal: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Default options: normal stack, no name, the caller's tag (tag 0 from a plain thread),
+    /// signal an idle worker.
+    pub fn new() -> Self {
+        Builder {
+            stack: StackSize::Normal,
+            name: None,
+            tag: None,
+            signal: true,
+        }
+    }
+
+    /// Stack size class of the fiber.
+    pub fn stack_size(mut self, s: StackSize) -> Self {
+        self.stack = s;
+        self
+    }
+
+    /// A name, readable from the fiber with [`crate::current_task_name`].
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Runs the fiber on the workers of tag `t` only (see `Config::task_group_ntags`).
+    /// Spawning panics if `t` is not below `task_group_ntags`.
+    pub fn tag(mut self, t: usize) -> Self {
+        self.tag = Some(t);
+        self
+    }
+
+    /// Queues the fiber where other workers can steal it, without waking an idle worker; the
+    /// signal is owed until [`flush`]. For batches (the RPC input messenger's
+    /// n−1 messages): spawn them this way, then flush once.
+    pub fn no_signal(mut self) -> Self {
+        self.signal = false;
+        self
+    }
+
+    /// Starts `f` in a new fiber in the background.
+    pub fn spawn<F, T>(self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_inner(f, false)
+    }
+
+    /// Starts `f` in a new fiber and switches to it at once on this worker; the caller is put on
+    /// the local deque, where an idle worker may steal it. From a plain thread, or for another
+    /// tag, it behaves like [`Builder::spawn`].
+    pub fn spawn_urgent<F, T>(self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_inner(f, true)
+    }
+
+    fn spawn_inner<F, T>(self, f: F, urgent: bool) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let control = control();
+        let g = current_group();
+        // SAFETY: a non-null group is this thread's live worker; the reference is not used after
+        // the switch below.
+        let group: Option<&TaskGroup> = unsafe { g.as_ref() };
+        let tag = self.tag.unwrap_or(group.map_or(0, |g| g.tag));
+        assert!(
+            tag < control.tags.len(),
+            "spindle: fiber tag {tag} does not exist: task_group_ntags={}",
+            control.tags.len()
+        );
+        let packet = Packet::new(f);
+        let mut meta = group
+            .and_then(TaskGroup::alloc_meta)
+            .unwrap_or_else(TaskMeta::new);
+        let id = match group {
+            Some(g) => {
+                g.count_created();
+                g.next_id()
+            }
+            None => {
+                control
+                    .external_created
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                control.next_external_id()
+            }
+        };
+        meta.id = TaskId(id);
+        meta.tag = tag;
+        meta.stack_size = self.stack;
+        meta.name = self.name;
+        meta.entry = Some(packet.clone());
+        let task = TaskRef::from_box(meta);
+        let handle = JoinHandle::new(packet as Arc<_>, TaskId(id));
+        match group {
+            Some(g) if g.tag == tag => {
+                if urgent && !g.current().is_null() {
+                    suspend(Suspend::Urgent(task));
+                    // We may be on another worker now: `g` is not used past this point.
+                } else {
+                    if self.signal {
+                        g.push_local(task, true);
+                    } else {
+                        // A batch for other workers: stealable at once, signalled by `flush`.
+                        g.push_stealable(task, false);
+                    };
+                }
+            }
+            _ => control.push_remote(tag, task, self.signal),
+        }
+        handle
+    }
+}
+
+/// Starts `f` in a new fiber in the background.
+///
+/// From a fiber, the new fiber becomes the next to run on this worker (a one-task LIFO slot, as
+/// in tokio: spawn-then-join never leaves the core), and whatever it displaces from that slot
+/// goes to the stealable deque with an idle worker signalled. The slot itself is not stealable:
+/// if the caller keeps its worker busy without switching, the new fiber waits for the caller's
+/// next switch. For fan-out that must spread to other workers at once, spawn with
+/// [`Builder::no_signal`] and call [`flush`], or use [`spawn_urgent`]. From a plain thread the
+/// fiber goes to a worker's remote queue and a worker is signalled.
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f)
+}
+
+/// Starts `f` in a new fiber and runs it now on this worker; the caller goes back on the local
+/// deque (and may be stolen). From a plain thread it behaves like [`spawn`].
+pub fn spawn_urgent<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn_urgent(f)
+}
+
+/// Starts `f` in a new fiber without waking a worker; call [`flush`] after the batch.
+pub fn spawn_no_signal<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().no_signal().spawn(f)
+}
+
+/// Wakes as many idle workers as the no-signal spawns made so far need (at most one per queued
+/// fiber, at most the tag's worker count). Cheap when nothing is owed. The owed signals are
+/// counted per tag, so a fiber that moved to another worker since its spawns still pays them.
+pub fn flush() {
+    if let Some(c) = super::try_control() {
+        c.flush_pending();
+    }
+}
+
+/// Yields the current fiber (or thread) to let others run.
+pub fn yield_now() {
+    if current_task_meta().is_null() {
+        std::thread::yield_now();
+    } else {
+        suspend(Suspend::Yield);
+    }
+}
+
+/// Parks the current fiber (or thread) for at least `d`. A fiber parks on a butex with a
+/// deadline (the timer thread wakes it); a plain thread sleeps.
+pub fn sleep(d: Duration) {
+    if current_task_meta().is_null() {
+        std::thread::sleep(d);
+        return;
+    }
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        // Forever, for all practical purposes.
+        let b = Butex::new(0);
+        loop {
+            let _ = b.wait(0, None);
+        }
+    };
+    let b = Butex::new(0);
+    while Instant::now() < deadline {
+        if let Err(WaitError::TimedOut) = b.wait(0, Some(deadline)) {
+            break;
+        }
+    }
+}
+
+/// Id of the fiber calling this, `None` on a plain thread.
+pub fn current_task() -> Option<TaskId> {
+    let p = current_task_meta();
+    // SAFETY: a non-null meta is the running fiber's own.
+    (!p.is_null()).then(|| unsafe { (*p).id })
+}
+
+/// Name of the fiber calling this (see [`Builder::name`]), `None` if unnamed or on a plain thread.
+pub fn current_task_name() -> Option<String> {
+    let p = current_task_meta();
+    // SAFETY: a non-null meta is the running fiber's own; `name` is not changed while it runs.
+    unsafe { p.as_ref() }.and_then(|m| m.name.clone())
+}

@@ -1,0 +1,438 @@
+//! One worker (brpc's `TaskGroup`): its deque, its pools, and the loop that runs fibers.
+//!
+//! The worker loop is the *parent* of every coroutine it resumes (corosensei is asymmetric): a
+//! fiber runs until it switches out with a [`Suspend`] request, and the loop carries the request
+//! out after the switch, when the fiber's context is saved. That ordering is what makes parking
+//! safe: a fiber is published to a wait list only by code that runs after it stopped running, so
+//! nobody can resume it while it is still on its stack.
+//!
+//! Run queue: a FIFO deque (others steal from its head) plus a one-task LIFO slot, as in tokio.
+//! A spawned or woken fiber goes into the slot and runs next (warm caches: spawn+join and
+//! ping-pong never leave the core); the task it displaces goes to the back of the deque, where
+//! idle workers can steal it. The slot is not stealable, so an idle worker is signalled only when
+//! a task lands in the deque; and at most `LIFO_LIMIT` slot tasks run in a row before the deque
+//! gets a turn, so two fibers waking each other cannot starve the rest.
+//!
+//! Where the loop looks for work, in order: LIFO slot, own deque, own remote queue,
+//! then the other workers of its tag (random start, prime stride; their deques, then their remote
+//! queues), then it reads its parking lot's state, looks once more everywhere, and parks only if
+//! that last look failed (see `parking_lot.rs`). Every `REMOTE_CHECK_INTERVAL`-th look starts
+//! with the remote queue, so fibers handed over by other threads (every timer wake-up among
+//! them) cannot be starved by a worker whose own queue never runs dry.
+//!
+//! Thread-local hazard (DESIGN.md §2): a fiber can resume on another worker thread, and the
+//! compiler may keep a thread-local's address across the switch. The runtime reads its
+//! thread-locals only through the `#[inline(never)]` accessors below, fenced by compiler
+//! barriers, and never keeps a reference obtained from them across a switch: code that switches
+//! (`suspend`) re-reads the current group afterwards.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{compiler_fence, Ordering};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use crossbeam_deque::{Steal, Worker};
+
+use super::stats::bump;
+use super::task_control::{TaskControl, WorkerShared, ID_BLOCK};
+use crate::fiber::overflow;
+use crate::fiber::stack_pool::LocalStackPool;
+use crate::fiber::task::{Suspend, TaskMeta, TaskRef};
+
+thread_local! {
+    /// The worker this thread runs, null on other threads.
+    static TLS_GROUP: Cell<*const TaskGroup> = const { Cell::new(ptr::null()) };
+    /// State of this thread's `fast_rand`.
+    static TLS_RAND: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The worker running on this thread, or null. Never cache the result across a switch.
+#[inline(never)]
+pub(crate) fn current_group() -> *const TaskGroup {
+    compiler_fence(Ordering::SeqCst);
+    let g = TLS_GROUP.with(Cell::get);
+    compiler_fence(Ordering::SeqCst);
+    g
+}
+
+/// A fast thread-local pseudo-random number (xorshift64*), for victim and queue selection.
+#[inline(never)]
+pub(crate) fn fast_rand() -> u64 {
+    compiler_fence(Ordering::SeqCst);
+    let r = TLS_RAND.with(|c| {
+        let mut x = c.get();
+        if x == 0 {
+            // Seed from the address of the cell and the clock: distinct per thread.
+            x = (c as *const Cell<u64> as u64)
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+                | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        c.set(x);
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    });
+    compiler_fence(Ordering::SeqCst);
+    r
+}
+
+/// Strides for victim selection: primes larger than any worker count, hence coprime with it, so
+/// a walk `start + k * stride (mod n)` visits every worker once.
+const STRIDES: [usize; 8] = [1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069];
+
+/// How often (in looks for work) a worker checks its remote queue before its own deque. A prime,
+/// as in tokio's global-queue interval: small enough that remote work waits at most a few dozen
+/// fibers, large enough that the lock-free local path dominates.
+const REMOTE_CHECK_INTERVAL: u32 = 61;
+
+/// Slot tasks run in a row before the deque gets a turn (tokio uses 3).
+const LIFO_LIMIT: u32 = 4;
+
+/// Task metas a worker keeps for reuse.
+const META_POOL_CAP: usize = 1024;
+
+/// One worker. Lives on its thread's stack for the life of the process; reached by fibers
+/// through [`current_group`]. All fields are touched only by its own thread.
+pub(crate) struct TaskGroup {
+    /// The runtime.
+    pub(crate) control: &'static TaskControl,
+    /// Global worker index.
+    pub(crate) index: usize,
+    /// The tag this worker serves.
+    pub(crate) tag: usize,
+    /// Own run queue (FIFO): pushed at the back and popped at the front here, stolen from the
+    /// front by others.
+    deque: Worker<TaskRef>,
+    /// The task to run next (not stealable).
+    lifo: Cell<Option<TaskRef>>,
+    /// Slot tasks run in a row.
+    lifo_streak: Cell<u32>,
+    /// The fiber running now, null between fibers.
+    current: Cell<*mut TaskMeta>,
+    /// Free stacks.
+    stacks: UnsafeCell<LocalStackPool>,
+    /// Free task metas. Boxed on purpose: a `TaskRef` is the box's address, which must not
+    /// move while the task lives.
+    #[allow(clippy::vec_box)]
+    metas: UnsafeCell<Vec<Box<TaskMeta>>>,
+    /// Looks for work so far (drives the remote-queue fairness check).
+    tick: Cell<u32>,
+    /// Next task id of the current block, and its end.
+    next_id: Cell<u64>,
+    id_end: Cell<u64>,
+}
+
+/// Entry of a worker thread.
+pub(crate) fn worker_main(
+    control: &'static TaskControl,
+    index: usize,
+    tag: usize,
+    deque: Worker<TaskRef>,
+) {
+    overflow::ensure_altstack();
+    let group = TaskGroup {
+        control,
+        index,
+        tag,
+        deque,
+        lifo: Cell::new(None),
+        lifo_streak: Cell::new(0),
+        current: Cell::new(ptr::null_mut()),
+        stacks: UnsafeCell::new(LocalStackPool::default()),
+        metas: UnsafeCell::new(Vec::new()),
+        tick: Cell::new(0),
+        next_id: Cell::new(0),
+        id_end: Cell::new(0),
+    };
+    TLS_GROUP.with(|c| c.set(&group));
+    // User panics are caught at the fiber boundary, so a panic here is a runtime failure (a stack
+    // that cannot be mapped, a broken invariant). A dead worker would strand its queued fibers
+    // and hang their joiners silently: abort loudly instead.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loop {
+        let task = group.wait_task();
+        group.run(task);
+    }));
+    if let Err(p) = r {
+        let msg = p
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("<non-string payload>");
+        eprintln!("spindle: worker {index} failed: {msg}; aborting");
+        std::process::abort();
+    }
+}
+
+impl TaskGroup {
+    fn shared(&self) -> &'static WorkerShared {
+        &self.control.workers[self.index]
+    }
+
+    /// The fiber running on this worker, or null.
+    pub(crate) fn current(&self) -> *mut TaskMeta {
+        self.current.get()
+    }
+
+    /// A task id from this worker's block.
+    pub(crate) fn next_id(&self) -> u64 {
+        if self.next_id.get() == self.id_end.get() {
+            let start = self.control.next_id.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            self.next_id.set(start);
+            self.id_end.set(start + ID_BLOCK);
+        }
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// A recycled meta, if any.
+    pub(crate) fn alloc_meta(&self) -> Option<Box<TaskMeta>> {
+        // SAFETY: `metas` is only touched by this worker's thread, never re-entrantly.
+        unsafe { (*self.metas.get()).pop() }
+    }
+
+    /// Counts a spawn made on this worker.
+    pub(crate) fn count_created(&self) {
+        bump(&self.shared().stats.created);
+    }
+
+    /// Makes `task` the next to run here (LIFO slot); the task it displaces goes to the deque and
+    /// an idle worker is signalled for it, unless `signal` is false (then the signal is owed
+    /// until [`crate::flush`]).
+    pub(crate) fn push_local(&self, task: TaskRef, signal: bool) {
+        if let Some(old) = self.lifo.replace(Some(task)) {
+            self.push_stealable(old, signal);
+        }
+    }
+
+    /// Pushes `task` at the back of the deque and signals, or owes a signal to the tag (paid by
+    /// [`crate::flush`], from whichever worker the spawning fiber runs on by then).
+    pub(crate) fn push_stealable(&self, task: TaskRef, signal: bool) {
+        self.deque.push(task);
+        if signal {
+            self.control.signal_task(self.tag, 1, self.shared().lot + 1);
+        } else {
+            self.control.tags[self.tag]
+                .pending_signals
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Own deque, own remote queue, then stealing. Every `REMOTE_CHECK_INTERVAL`-th call looks
+    /// at the remote queue first, so fibers handed over by other threads (including every
+    /// timer wake-up) are not starved by a worker whose own deque never runs dry.
+    fn find_task(&self) -> Option<TaskRef> {
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if tick % REMOTE_CHECK_INTERVAL == 0 {
+            if let Some(t) = self.shared().remote.pop() {
+                return Some(t);
+            }
+        }
+        if self.lifo_streak.get() < LIFO_LIMIT {
+            if let Some(t) = self.lifo.take() {
+                self.lifo_streak.set(self.lifo_streak.get() + 1);
+                return Some(t);
+            }
+        }
+        self.lifo_streak.set(0);
+        if let Some(t) = self.deque.pop() {
+            return Some(t);
+        }
+        if let Some(t) = self.lifo.take() {
+            return Some(t);
+        }
+        if let Some(t) = self.shared().remote.pop() {
+            return Some(t);
+        }
+        self.steal()
+    }
+
+    /// Steals from the other workers of the tag: random start, prime stride.
+    fn steal(&self) -> Option<TaskRef> {
+        let tag = &self.control.tags[self.tag];
+        let n = tag.count;
+        if n <= 1 {
+            return None;
+        }
+        let r = fast_rand() as usize;
+        let start = r % n;
+        let stride = STRIDES[(r >> 32) % STRIDES.len()];
+        for k in 0..n {
+            let i = tag.first + (start + k * stride) % n;
+            if i == self.index {
+                continue;
+            }
+            let victim = &self.control.workers[i];
+            loop {
+                match victim.stealer.steal_batch_and_pop(&self.deque) {
+                    Steal::Success(t) => {
+                        bump(&self.shared().stats.steals);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            if let Some(t) = victim.remote.pop() {
+                bump(&self.shared().stats.steals);
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Finds a task, parking on the lot until one shows up.
+    fn wait_task(&self) -> TaskRef {
+        let lot = &self.control.tags[self.tag].lots[self.shared().lot];
+        loop {
+            if let Some(t) = self.find_task() {
+                return t;
+            }
+            // The state is read before the last look; see parking_lot.rs.
+            let st = lot.get_state();
+            if let Some(t) = self.find_task() {
+                return t;
+            }
+            bump(&self.shared().stats.parks);
+            lot.wait(st);
+        }
+    }
+
+    /// Runs `task` and whatever its switch-outs lead to directly (urgent spawns, immediate
+    /// resumption after a failed park), until this worker has nothing in hand.
+    fn run(&self, mut task: TaskRef) {
+        loop {
+            let p = task.as_ptr();
+            // SAFETY: this worker owns `task` (it came from a queue or a switch-out) so it may
+            // touch the meta; the coroutine field is borrowed only for the resume call, while
+            // the fiber touches other fields (yielder, locals) through its own pointer.
+            let result = unsafe {
+                let co = &mut *ptr::addr_of_mut!((*p).coroutine);
+                if co.is_none() {
+                    let spec = &self.control.stack_spec;
+                    let stack = (*self.stacks.get()).get(
+                        spec,
+                        &self.control.shared_stacks,
+                        (*p).stack_size,
+                    );
+                    (*p).guard = stack.guard_range();
+                    let meta = p as usize;
+                    *co = Some(Coroutine::with_stack(stack, move |y, ()| {
+                        fiber_main(y, meta as *mut TaskMeta)
+                    }));
+                }
+                overflow::set_current_guard(self.index, (*p).guard);
+                self.current.set(p);
+                bump(&self.shared().stats.switches);
+                let r = co.as_mut().expect("coroutine").resume(());
+                self.current.set(ptr::null_mut());
+                // The stack may be recycled or unmapped from now on: stop claiming its guard.
+                overflow::set_current_guard(self.index, (0, 0));
+                r
+            };
+            match result {
+                CoroutineResult::Return(()) => {
+                    self.finish(task);
+                    return;
+                }
+                CoroutineResult::Yield(Suspend::Yield) => {
+                    // Pick the next task before queueing the yielder, so that it runs only
+                    // after what was ready when it yielded.
+                    let next = self.find_task();
+                    self.deque.push(task);
+                    match next {
+                        Some(t) => task = t,
+                        None => return,
+                    }
+                }
+                CoroutineResult::Yield(Suspend::Park(action)) => {
+                    // SAFETY: the fiber is switched out and its stack (where `data` points) stays
+                    // put until the action publishes it; the action's contract covers the rest.
+                    match unsafe { (action.f)(action.data, task) } {
+                        Some(t) => task = t,
+                        None => return,
+                    }
+                }
+                CoroutineResult::Yield(Suspend::Urgent(new)) => {
+                    // The caller goes where idle workers can steal it; the new fiber runs now.
+                    self.push_stealable(task, true);
+                    task = new;
+                }
+            }
+        }
+    }
+
+    /// Recycles the stack and meta of a finished task.
+    fn finish(&self, task: TaskRef) {
+        let mut meta = task.into_box();
+        if let Some(co) = meta.coroutine.take() {
+            let stack = co.into_stack();
+            // SAFETY: the pool is only touched by this worker's thread, never re-entrantly.
+            unsafe {
+                (*self.stacks.get()).put(
+                    &self.control.stack_spec,
+                    &self.control.shared_stacks,
+                    stack,
+                )
+            };
+        }
+        meta.entry = None;
+        meta.name = None;
+        meta.yielder = ptr::null();
+        meta.guard = (0, 0);
+        meta.locals = Default::default();
+        bump(&self.shared().stats.finished);
+        // SAFETY: as above.
+        let metas = unsafe { &mut *self.metas.get() };
+        if metas.len() < META_POOL_CAP {
+            metas.push(meta);
+        }
+    }
+}
+
+/// Body of every fiber: runs the user function, drops fiber-locals, then publishes the result.
+fn fiber_main(y: &Yielder<(), Suspend>, p: *mut TaskMeta) {
+    // SAFETY: `p` is this fiber's own meta, alive until the worker recycles it after we return;
+    // the fiber touches only `yielder`, `entry` and `locals`, which the worker leaves alone while
+    // the fiber runs.
+    let entry = unsafe {
+        (*p).yielder = y;
+        (*p).entry.take()
+    };
+    let Some(entry) = entry else { return };
+    entry.run_body();
+    // SAFETY: as above.
+    let locals = unsafe { std::mem::take(&mut (*p).locals) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(locals)));
+    entry.publish();
+}
+
+/// Switches the current fiber out with `req`. Must be called on a fiber.
+///
+/// On return the fiber may be on another worker: callers re-read [`current_group`].
+pub(crate) fn suspend(req: Suspend) {
+    let g = current_group();
+    debug_assert!(!g.is_null(), "suspend outside a fiber");
+    // SAFETY: on a fiber, the current group is live and its `current` is this fiber's meta,
+    // whose `yielder` was set when the fiber started and points into this fiber's stack.
+    unsafe {
+        let p = (*g).current();
+        let y = (*p).yielder;
+        (*y).suspend(req);
+    }
+}
+
+/// The meta of the fiber calling this, or null on a plain thread.
+#[inline]
+pub(crate) fn current_task_meta() -> *mut TaskMeta {
+    let g = current_group();
+    if g.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: a non-null group is the live worker of this thread.
+    unsafe { (*g).current() }
+}

@@ -1,0 +1,291 @@
+//! The timer thread: runs callbacks at deadlines (sleeps, timed butex waits, RPC timeouts).
+//!
+//! Design (brpc's `TimerThread`):
+//! - [`schedule`] appends the task to one of several hashed buckets (a bucket per group of
+//!   calling threads), so many threads scheduling at once rarely share a lock. It takes the one
+//!   global lock only when the new deadline is earlier than the earliest one the timer thread
+//!   sleeps towards (`nearest`), and then bumps a futex word to wake it.
+//! - The timer thread, each round: resets `nearest` to "never", pulls every bucket into its
+//!   private heap, runs what is due, then under the global lock re-checks that nobody scheduled
+//!   something earlier than its next deadline meanwhile (if so it goes round again), publishes
+//!   its next deadline as `nearest`, remembers the futex word and sleeps on it until that
+//!   deadline. A schedule that lands after the pull either sees `nearest` = "never" or the
+//!   published deadline; if earlier, it bumps the word, so the sleep is cut short: no timeout is
+//!   ever slept through.
+//! - Each task has a state: PENDING → RUNNING → DONE, or PENDING → CANCELLED. The state machine
+//!   makes a callback run at most once, and [`unschedule`] cancel it only if it has not started.
+//!   If it is running, `unschedule` waits until it returns (unless called from the callback
+//!   itself), so after `unschedule` returns the callback no longer touches anything: this is
+//!   what lets a timed butex waiter return and free its stack.
+//!
+//! Callbacks run on the timer thread, one at a time: keep them short (wake something, set a
+//! flag). A panicking callback is caught and reported, and the timer thread carries on.
+//!
+//! The timer thread starts on first use, and starts the runtime with it (its bucket count comes
+//! from the runtime's [`crate::Config`]): call [`crate::init`] first if you configure the runtime.
+
+use std::cell::{Cell, UnsafeCell};
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{compiler_fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::scheduler::futex::Futex;
+
+const PENDING: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+const CANCELLED: u8 = 3;
+
+type Callback = Box<dyn FnOnce() + Send + 'static>;
+
+/// One scheduled callback.
+struct TimerTask {
+    /// When to run.
+    deadline: Instant,
+    /// PENDING / RUNNING / DONE / CANCELLED.
+    state: AtomicU8,
+    /// Taken by whoever wins the transition out of PENDING.
+    callback: UnsafeCell<Option<Callback>>,
+}
+
+// SAFETY: `callback` is touched only by the single winner of the CAS out of PENDING.
+unsafe impl Sync for TimerTask {}
+
+/// Handle of a scheduled callback, for [`unschedule`]. Cheap to clone.
+#[derive(Clone)]
+pub struct TimerId(Arc<TimerTask>);
+
+impl std::fmt::Debug for TimerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TimerId")
+            .field("deadline", &self.0.deadline)
+            .finish()
+    }
+}
+
+/// Heap entry ordered by deadline, earliest first.
+struct Entry(Arc<TimerTask>);
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.deadline == o.0.deadline
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> CmpOrdering {
+        o.0.deadline.cmp(&self.0.deadline)
+    }
+}
+
+/// The timer thread's shared state.
+struct TimerThread {
+    /// Newly scheduled tasks, hashed by scheduling thread.
+    buckets: Box<[Mutex<Vec<Arc<TimerTask>>>]>,
+    /// Earliest deadline the thread sleeps towards, as nanoseconds since `base` (u64::MAX:
+    /// never). Written under `wake_lock`; read without it as a hint.
+    nearest: AtomicU64,
+    /// Serialises changes of `nearest` with the thread's decision to sleep.
+    wake_lock: Mutex<()>,
+    /// Bumped to cut the thread's sleep short.
+    nsignals: Futex,
+    /// Origin of the nanosecond clock.
+    base: Instant,
+    /// Tasks cancelled since the last purge (they linger in the heap until their deadline).
+    cancelled: AtomicUsize,
+}
+
+/// The heap is purged of cancelled tasks when it holds more than this many entries and at least
+/// half of them are cancelled: cancelled long timeouts (a wait woken early, an RPC answered in
+/// time) would otherwise pile up until their deadlines.
+const PURGE_MIN_HEAP: usize = 4096;
+
+static TIMER: OnceLock<&'static TimerThread> = OnceLock::new();
+static NEXT_BUCKET: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's bucket (usize::MAX until first use).
+    static TLS_BUCKET: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// Whether this thread is the timer thread.
+    static TLS_IS_TIMER: Cell<bool> = const { Cell::new(false) };
+}
+
+#[inline(never)]
+fn my_bucket(n: usize) -> usize {
+    compiler_fence(Ordering::SeqCst);
+    let b = TLS_BUCKET.with(|c| {
+        if c.get() == usize::MAX {
+            c.set(NEXT_BUCKET.fetch_add(1, Ordering::Relaxed));
+        }
+        c.get()
+    });
+    compiler_fence(Ordering::SeqCst);
+    b % n
+}
+
+#[inline(never)]
+fn on_timer_thread() -> bool {
+    compiler_fence(Ordering::SeqCst);
+    let r = TLS_IS_TIMER.with(Cell::get);
+    compiler_fence(Ordering::SeqCst);
+    r
+}
+
+fn timer() -> &'static TimerThread {
+    TIMER.get_or_init(|| {
+        let n = crate::scheduler::config().timer_buckets;
+        let t: &'static TimerThread = Box::leak(Box::new(TimerThread {
+            buckets: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            nearest: AtomicU64::new(u64::MAX),
+            wake_lock: Mutex::new(()),
+            nsignals: Futex::new(0),
+            base: Instant::now(),
+            cancelled: AtomicUsize::new(0),
+        }));
+        std::thread::Builder::new()
+            .name("spindle-timer".into())
+            .spawn(move || t.run())
+            .expect("spindle: cannot start the timer thread");
+        t
+    })
+}
+
+/// Runs `f` on the timer thread at (or soon after) `deadline`; a deadline in the past runs it as
+/// soon as possible. Returns a handle for [`unschedule`]. Never runs `f` more than once.
+pub fn schedule<F>(deadline: Instant, f: F) -> TimerId
+where
+    F: FnOnce() + Send + 'static,
+{
+    let t = timer();
+    let task = Arc::new(TimerTask {
+        deadline,
+        state: AtomicU8::new(PENDING),
+        callback: UnsafeCell::new(Some(Box::new(f))),
+    });
+    let bucket = &t.buckets[my_bucket(t.buckets.len())];
+    bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(task.clone());
+    let ns = t.ns(deadline);
+    if ns < t.nearest.load(Ordering::SeqCst) {
+        let _g = t.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if ns < t.nearest.load(Ordering::SeqCst) {
+            t.nearest.store(ns, Ordering::SeqCst);
+            t.nsignals.word.fetch_add(1, Ordering::SeqCst);
+            t.nsignals.wake(1);
+        }
+    }
+    TimerId(task)
+}
+
+/// Cancels a scheduled callback. Returns true if it was cancelled before it started (it will
+/// never run; it is dropped here). Returns false if it already ran, was already cancelled, or is
+/// running now, in which case this waits until it has returned (except when called from the
+/// callback itself). So after `unschedule` returns, the callback is not running.
+pub fn unschedule(id: &TimerId) -> bool {
+    let task = &id.0;
+    match task
+        .state
+        .compare_exchange(PENDING, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+    {
+        Ok(_) => {
+            // SAFETY: we won the transition out of PENDING: the callback is ours alone.
+            drop(unsafe { (*task.callback.get()).take() });
+            if let Some(t) = TIMER.get() {
+                t.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            true
+        }
+        Err(RUNNING) => {
+            if !on_timer_thread() {
+                let mut spins = 0u32;
+                while task.state.load(Ordering::Acquire) == RUNNING {
+                    spins += 1;
+                    if spins < 100 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+impl TimerThread {
+    fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base)
+            .as_nanos()
+            .min(u64::MAX as u128 - 1) as u64
+    }
+
+    fn run(&self) {
+        TLS_IS_TIMER.with(|c| c.set(true));
+        let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
+        loop {
+            {
+                let _g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.nearest.store(u64::MAX, Ordering::SeqCst);
+            }
+            for b in self.buckets.iter() {
+                let tasks = std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
+                for t in tasks {
+                    if t.state.load(Ordering::Relaxed) == PENDING {
+                        heap.push(Entry(t));
+                    }
+                }
+            }
+            if heap.len() > PURGE_MIN_HEAP
+                && self.cancelled.load(Ordering::Relaxed) * 2 > heap.len()
+            {
+                self.cancelled.store(0, Ordering::Relaxed);
+                heap.retain(|e| e.0.state.load(Ordering::Relaxed) == PENDING);
+            }
+            let now = Instant::now();
+            while heap.peek().is_some_and(|e| e.0.deadline <= now) {
+                let Entry(t) = heap.pop().expect("peeked");
+                Self::fire(&t);
+            }
+            let next = heap.peek().map(|e| e.0.deadline);
+            let next_ns = next.map_or(u64::MAX, |d| self.ns(d));
+            let expected;
+            {
+                let _g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
+                if next_ns > self.nearest.load(Ordering::SeqCst) {
+                    continue; // something earlier was scheduled meanwhile
+                }
+                self.nearest.store(next_ns, Ordering::SeqCst);
+                expected = self.nsignals.word.load(Ordering::SeqCst);
+            }
+            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout != Some(Duration::ZERO) {
+                self.nsignals.wait(expected, timeout);
+            }
+        }
+    }
+
+    fn fire(t: &TimerTask) {
+        if t.state
+            .compare_exchange(PENDING, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: we won the transition out of PENDING: the callback is ours alone.
+            if let Some(cb) = unsafe { (*t.callback.get()).take() } {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(cb)).is_err() {
+                    eprintln!("spindle: a timer callback panicked (ignored)");
+                }
+            }
+            t.state.store(DONE, Ordering::Release);
+        }
+    }
+}
