@@ -4,7 +4,9 @@
 //! the global runtime starts (lazily on first use, or explicitly through [`crate::init`]). The
 //! flags registry fills `Config` from the flags of the same names (`fiber_concurrency`,
 //! `stack_size_small`, `stack_size_normal`, `stack_size_large`, `guard_page_size`,
-//! `task_group_ntags`); until then `load` returns the defaults.
+//! `task_group_ntags`, `fiber_parking_lots`) and freezes them, so a later attempt to change one
+//! is refused with a message saying the scheduler already read it. [`crate::init`] with an explicit
+//! `Config` bypasses the flags.
 
 use std::fmt;
 
@@ -76,8 +78,21 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// The configuration the global runtime starts with when nobody called [`crate::init`]: the
     /// one place where the runtime reads its settings.
+    ///
+    /// Reads (and freezes) the runtime's flags; the fields that have no flag keep their defaults.
     pub fn load() -> Config {
-        Config::default()
+        use crate::flags::runtime_flags as f;
+        const BY: &str = "the fiber scheduler";
+        Config {
+            fiber_concurrency: f::FIBER_CONCURRENCY.freeze(BY),
+            stack_size_small: f::STACK_SIZE_SMALL.freeze(BY),
+            stack_size_normal: f::STACK_SIZE_NORMAL.freeze(BY),
+            stack_size_large: f::STACK_SIZE_LARGE.freeze(BY),
+            guard_page_size: f::GUARD_PAGE_SIZE.freeze(BY),
+            task_group_ntags: f::TASK_GROUP_NTAGS.freeze(BY),
+            parking_lot_num: f::FIBER_PARKING_LOTS.freeze(BY),
+            ..Config::default()
+        }
     }
 
     /// Checks every field; the error names the first flag out of range.

@@ -64,7 +64,7 @@ fn validate_guard_page_size(v: &usize) -> Result<(), String> {
         Err(format!("must be at most {MAX_GUARD_PAGE_SIZE} bytes"))
     } else if v % page != 0 {
         Err(format!(
-            "must be a multiple of the page size ({page} bytes), or 0 for no guard page"
+            "must be a multiple of the page size ({page} bytes), or 0 for the minimum (one page)"
         ))
     } else {
         Ok(())
@@ -102,7 +102,7 @@ define_flag!(
 define_flag!(
     /// Inaccessible region below each fiber stack that turns an overflow into a fault.
     pub static GUARD_PAGE_SIZE: usize = 4096,
-    "size of the guard region below each fiber stack in bytes, 0 = none (not recommended)",
+    "size of the guard region below each fiber stack in bytes (rounded up to pages; 0 = one page)",
     validator = validate_guard_page_size
 );
 
