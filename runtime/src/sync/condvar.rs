@@ -1,0 +1,237 @@
+//! Fiber condition variable (brpc's `bthread_cond_t`) paired with [`Mutex`].
+//!
+//! # Algorithm
+//!
+//! `seq` is a butex whose word is a notification counter; `broadcasts` counts `notify_all`s.
+//!
+//! - **wait**: with the mutex held, read `broadcasts` (`b0`) and `seq` (`s0`); unlock; sleep on
+//!   `seq` expecting `s0`; then, if `broadcasts != b0`, call `seq.requeue(mutex butex)`; finally
+//!   re-lock with the *contended* path (`RawMutex::lock_contended`).
+//! - **notify_one**: bump `seq`, `wake_one`.
+//! - **notify_all**: bump `broadcasts` and `seq`, `wake_one`. The single woken waiter does the
+//!   requeue on behalf of the broadcaster: it wakes one more waiter and moves the rest onto the
+//!   mutex's butex, where each is woken by an unlock, one at a time, instead of all of them
+//!   stampeding for the mutex (no thundering herd).
+//!
+//! Why the *waiter* requeues rather than the notifier: the waiter holds a borrow of the mutex,
+//! so the mutex butex is certainly alive; a notifier has no such proof (the condvar may outlive
+//! the mutex), and requeueing onto a freed butex would be use-after-free.
+//!
+//! # Invariants
+//!
+//! 1. A notification changes `seq` *before* waking, and a waiter reads `s0` while holding the
+//!    mutex, so a notify issued after the waiter released the mutex either makes its `wait` return
+//!    `WouldBlock` or wakes it: no lost wake-up.
+//! 2. Every waiter moved onto the mutex butex is woken by a later unlock: the requeuer re-locks
+//!    with `swap(CONTENDED)` after the move (mutex invariant 3), so the word is `CONTENDED` while
+//!    any moved waiter sleeps, and each woken waiter sets it again.
+//! 3. A condvar is bound to the first mutex it waits with; waiting with another mutex panics,
+//!    because a waiter of mutex B moved onto mutex A's butex would break invariant 2 for A.
+//!
+//! Spurious wake-ups are possible (a waiter that started after a broadcast may be requeued too,
+//! and the butex itself allows them), so always wait in a loop or use [`Condvar::wait_while`].
+use std::fmt;
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::Instant;
+
+use super::mutex::MutexGuard;
+use crate::butex::{Butex, WaitError};
+
+/// A condition variable for fibers and threads, used with [`super::Mutex`].
+///
+/// ```
+/// use spindle_runtime::sync::{Condvar, Mutex};
+/// use std::sync::Arc;
+///
+/// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+/// let p2 = pair.clone();
+/// let h = spindle_runtime::spawn(move || {
+///     *p2.0.lock() = true;
+///     p2.1.notify_one();
+/// });
+/// let (lock, cv) = &*pair;
+/// let mut ready = lock.lock();
+/// while !*ready {
+///     cv.wait(&mut ready);
+/// }
+/// drop(ready);
+/// h.join().unwrap();
+/// ```
+pub struct Condvar {
+    /// Notification counter; waiters sleep on it.
+    seq: Butex,
+    /// Number of `notify_all` calls; a waiter that sees it change requeues the others.
+    broadcasts: AtomicU32,
+    /// Address of the mutex this condvar is bound to (0 = not yet bound). Never dereferenced.
+    mutex_addr: AtomicUsize,
+}
+
+impl Condvar {
+    /// A condition variable with no waiters, bound to no mutex yet.
+    pub const fn new() -> Self {
+        Condvar {
+            seq: Butex::new(0),
+            broadcasts: AtomicU32::new(0),
+            mutex_addr: AtomicUsize::new(0),
+        }
+    }
+
+    /// Atomically unlocks the guard's mutex and parks until notified, then re-locks before
+    /// returning. May wake spuriously.
+    ///
+    /// # Panics
+    /// If this condvar was used with a different mutex before.
+    pub fn wait<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>) {
+        self.wait_inner(guard, None);
+    }
+
+    /// Like [`Condvar::wait`] but gives up at `deadline`; returns `true` if it returned because
+    /// the deadline passed (the mutex is re-locked either way).
+    ///
+    /// ```
+    /// use spindle_runtime::sync::{Condvar, Mutex};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (m, cv) = (Mutex::new(()), Condvar::new());
+    /// let mut g = m.lock();
+    /// assert!(cv.wait_until(&mut g, Instant::now() + Duration::from_millis(5)));
+    /// ```
+    pub fn wait_until<T: ?Sized>(&self, guard: &mut MutexGuard<'_, T>, deadline: Instant) -> bool {
+        self.wait_inner(guard, Some(deadline))
+    }
+
+    /// Waits while `condition` returns `true`, handling spurious wake-ups.
+    pub fn wait_while<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) {
+        while condition(&mut **guard) {
+            self.wait(guard);
+        }
+    }
+
+    /// Waits while `condition` returns `true` or until `deadline`; returns `true` if it gave up
+    /// because of the deadline with the condition still true.
+    pub fn wait_while_until<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        deadline: Instant,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> bool {
+        while condition(&mut **guard) {
+            if self.wait_until(guard, deadline) {
+                return condition(&mut **guard);
+            }
+        }
+        false
+    }
+
+    /// Wakes one waiter, if any.
+    pub fn notify_one(&self) {
+        self.seq.value().fetch_add(1, SeqCst);
+        self.seq.wake_one();
+    }
+
+    /// Wakes every current waiter: one is woken, and it moves the rest onto the mutex so they
+    /// acquire it one after another.
+    pub fn notify_all(&self) {
+        self.broadcasts.fetch_add(1, SeqCst);
+        self.seq.value().fetch_add(1, SeqCst);
+        self.seq.wake_one();
+    }
+
+    /// Shared body of the waits; returns whether the deadline passed.
+    fn wait_inner<T: ?Sized>(
+        &self,
+        guard: &mut MutexGuard<'_, T>,
+        deadline: Option<Instant>,
+    ) -> bool {
+        let raw = guard.mutex().raw();
+        self.bind(raw as *const _ as usize);
+        let b0 = self.broadcasts.load(SeqCst);
+        let s0 = self.seq.value().load(SeqCst);
+        raw.unlock();
+        let r = self.seq.wait(s0, deadline);
+        if self.broadcasts.load(SeqCst) != b0 {
+            // We borrow the mutex, so its butex is certainly alive (see the module doc).
+            self.seq.requeue(raw.butex());
+        }
+        raw.lock_contended(None);
+        matches!(r, Err(WaitError::TimedOut))
+    }
+
+    /// Binds to the mutex at `addr` on first use; panics on a different one (invariant 3).
+    fn bind(&self, addr: usize) {
+        match self.mutex_addr.compare_exchange(0, addr, Relaxed, Relaxed) {
+            Ok(_) => {}
+            Err(bound) if bound == addr => {}
+            Err(_) => panic!(
+                "spindle Condvar used with two different mutexes; bind one condvar to one mutex"
+            ),
+        }
+    }
+}
+
+impl Default for Condvar {
+    fn default() -> Self {
+        Condvar::new()
+    }
+}
+
+impl fmt::Debug for Condvar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condvar").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Mutex;
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn notify_all_wakes_every_waiter() {
+        let n = 6;
+        let state = Arc::new((Mutex::new((0u32, false)), Condvar::new()));
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let state = state.clone();
+                crate::spawn(move || {
+                    let (m, cv) = &*state;
+                    let mut g = m.lock();
+                    g.0 += 1;
+                    cv.wait_while(&mut g, |s| !s.1);
+                })
+            })
+            .collect();
+        let (m, cv) = &*state;
+        loop {
+            let mut g = m.lock();
+            if g.0 == n {
+                g.1 = true;
+                cv.notify_all();
+                break;
+            }
+            drop(g);
+            crate::sleep(Duration::from_millis(1));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "two different mutexes")]
+    fn two_mutexes_panic() {
+        let (a, b, cv) = (Mutex::new(()), Mutex::new(()), Condvar::new());
+        let mut ga = a.lock();
+        cv.wait_until(&mut ga, Instant::now());
+        let mut gb = b.lock();
+        cv.wait_until(&mut gb, Instant::now());
+    }
+}
