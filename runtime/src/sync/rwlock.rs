@@ -116,7 +116,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Shared access if no writer holds or waits for the lock; never blocks.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
         let mut r = self.readers.load(Relaxed);
-        while r >= 0 && r < MAX_READERS - 1 {
+        while (0..MAX_READERS - 1).contains(&r) {
             match self
                 .readers
                 .compare_exchange_weak(r, r + 1, SeqCst, Relaxed)
