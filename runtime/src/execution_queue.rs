@@ -738,9 +738,10 @@ mod loom_tests {
     /// consumed exactly once, per-producer order holds, and consumers never overlap.
     fn run_model(producers: usize, per_producer: usize) {
         let mut builder = loom::model::Builder::new();
-        // Bounded preemptions keep the 3-thread model tractable; 3 covers every ordering of the
-        // swap / link / CAS steps that the handoff has.
-        builder.preemption_bound = Some(3);
+        // Bounded preemptions keep the 3-thread model tractable (about half a minute in release);
+        // 4 forced preemptions reach every interleaving of one push's swap / link store with the
+        // consumer's CAS / link walk that we could construct by hand, and more.
+        builder.preemption_bound = Some(4);
         builder.check(move || {
             let list = Arc::new(TaskList::<Item>::new());
             let out = Arc::new(Mutex::new(Vec::new()));
