@@ -199,11 +199,19 @@ struct Inner<T> {
     list: TaskList<T>,
     /// Producers inside `execute` + `STOPPED` + `MARKER_PUSHED`.
     state: AtomicUsize,
-    /// The user's consumer; `try_lock` asserts invariant 1 at run time.
-    callback: parking_lot::Mutex<Callback<T>>,
+    /// The user's consumer; only the (single, invariant 1) running consumer touches it.
+    callback: std::cell::UnsafeCell<Callback<T>>,
+    /// Set while a consumer may touch `callback`; asserts invariant 1 at run time.
+    consuming: std::sync::atomic::AtomicBool,
     /// 0 until the consumer has handled the stop marker, then 1; joiners wait on it.
     done: Butex,
 }
+
+// SAFETY: `callback` is only used by the running consumer, and there is at most one
+// (invariant 1, asserted through `consuming`, whose SeqCst swaps also order one consumer's use
+// before the next one's); the callback is `Send`. Everything else is atomics, `TaskList` (sound
+// for `T: Send`) or the `Sync` butex.
+unsafe impl<T: Send> Sync for Inner<T> {}
 
 /// Why [`ExecutionQueue::execute`] refused a task.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -316,7 +324,8 @@ impl<T: Send + 'static> ExecutionQueue<T> {
             inner: Arc::new(Inner {
                 list: TaskList::new(),
                 state: AtomicUsize::new(0),
-                callback: parking_lot::Mutex::new(Box::new(consumer)),
+                callback: std::cell::UnsafeCell::new(Box::new(consumer)),
+                consuming: std::sync::atomic::AtomicBool::new(false),
                 done: Butex::new(0),
             }),
         }
@@ -401,10 +410,18 @@ unsafe impl<T: Send> Send for SendNode<T> {}
 
 /// The consumer fiber's body: runs batches until the list goes idle or the stop marker is seen.
 fn consume<T: Send + 'static>(inner: &Inner<T>, first: NonNull<Node<T>>) {
-    let mut callback = inner
-        .callback
-        .try_lock()
-        .expect("ExecutionQueue invariant broken: two consumers at once");
+    use std::sync::atomic::Ordering::SeqCst;
+    let enter = || {
+        let twice = inner.consuming.swap(true, SeqCst);
+        assert!(
+            !twice,
+            "ExecutionQueue invariant broken: two consumers at once"
+        );
+    };
+    enter();
+    // SAFETY: we are the only consumer (asserted just above), so nobody else uses the callback
+    // until `consuming` is cleared before the hand-off CAS.
+    let callback = unsafe { &mut *inner.callback.get() };
     // SAFETY: `first` came from a push that returned `true`, so this consumer owns it; its
     // `next` is not read by anybody else (producers only write their own node).
     unsafe { first.as_ref() }
@@ -416,8 +433,7 @@ fn consume<T: Send + 'static>(inner: &Inner<T>, first: NonNull<Node<T>>) {
         let (anchor, stopped) = loop {
             let mut iter = TaskIter::new(cur, false);
             // Documented behaviour: a panicking batch is cut short and the queue goes on.
-            let _ =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*callback)(&mut iter)));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&mut iter)));
             iter.drain_batch();
             if let Some(anchor) = NonNull::new(iter.anchor) {
                 break (anchor, iter.stop_seen);
@@ -426,9 +442,8 @@ fn consume<T: Send + 'static>(inner: &Inner<T>, first: NonNull<Node<T>>) {
         };
         if stopped {
             let mut last = TaskIter::new(ptr::null_mut(), true);
-            let _ =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*callback)(&mut last)));
-            drop(callback);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&mut last)));
+            inner.consuming.store(false, SeqCst);
             // SAFETY: we are the consumer and `anchor` (the marker) is our consumed anchor.
             let more = unsafe { inner.list.next_batch(anchor) };
             debug_assert!(more.is_none(), "a task was pushed after the stop marker");
@@ -436,10 +451,15 @@ fn consume<T: Send + 'static>(inner: &Inner<T>, first: NonNull<Node<T>>) {
             inner.done.wake_all();
             return;
         }
+        // From here until `next_batch` fails, another consumer may start: stop using `callback`.
+        inner.consuming.store(false, SeqCst);
         // SAFETY: as above: every node of the chain was consumed and `anchor` is the last one.
         match unsafe { inner.list.next_batch(anchor) } {
             None => return,
-            Some(n) => cur = n.as_ptr(),
+            Some(n) => {
+                enter();
+                cur = n.as_ptr();
+            }
         }
     }
 }

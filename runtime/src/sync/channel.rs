@@ -8,9 +8,11 @@
 //! Blocking therefore parks only the calling fiber (a plain thread blocks).
 //!
 //! 1. Every state change a sleeper waits for (an item pushed, an item popped from a full
-//!    channel, a side disconnecting) is made under the mutex and followed by a notify when the
-//!    matching sleeper count is non-zero, so no wake-up is lost and the uncontended path does
-//!    not notify.
+//!    channel, a side disconnecting) is made under the mutex, which also reads the matching
+//!    sleeper count; if non-zero, a notify follows right after the unlock. A sleeper registers
+//!    and reads the condvar's sequence under the same mutex, so that notify reaches it: no
+//!    wake-up is lost, the woken side does not immediately block on the mutex, and the
+//!    uncontended path does not notify.
 //! 2. `senders` counts live [`Sender`]s; when it drops to 0 the receiver is woken and, once the
 //!    queue is empty, `recv` reports [`RecvError`] (items sent before the last sender dropped are
 //!    still delivered).
@@ -121,6 +123,20 @@ impl<T> Shared<T> {
     fn has_room(&self, st: &State<T>) -> bool {
         self.capacity.is_none_or(|cap| st.queue.len() < cap)
     }
+
+    /// Wakes the receiver if `wake` (computed under the lock) says it sleeps.
+    fn wake_receiver(&self, wake: bool) {
+        if wake {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// Wakes one sender if `wake` (computed under the lock) says one sleeps on a full queue.
+    fn wake_sender(&self, wake: bool) {
+        if wake {
+            self.not_full.notify_one();
+        }
+    }
 }
 
 /// The sending half; clone it for more producers. Dropping the last one disconnects.
@@ -200,7 +216,9 @@ impl<T> Sender<T> {
         if !self.shared.has_room(&st) {
             return Err(TrySendError::Full(item));
         }
-        self.push(&mut st, item);
+        let wake = self.push(&mut st, item);
+        drop(st);
+        self.shared.wake_receiver(wake);
         Ok(())
     }
 
@@ -222,7 +240,9 @@ impl<T> Sender<T> {
                 return Err(SendTimeoutError::Disconnected(item));
             }
             if self.shared.has_room(&st) {
-                self.push(&mut st, item);
+                let wake = self.push(&mut st, item);
+                drop(st);
+                self.shared.wake_receiver(wake);
                 return Ok(());
             }
             st.send_waiting += 1;
@@ -240,12 +260,11 @@ impl<T> Sender<T> {
         }
     }
 
-    /// Appends under the lock and wakes the receiver if it sleeps.
-    fn push(&self, st: &mut State<T>, item: T) {
+    /// Appends under the lock; returns whether the receiver sleeps and must be woken (after the
+    /// lock is released, so it does not wake only to block on the mutex).
+    fn push(&self, st: &mut State<T>, item: T) -> bool {
         st.queue.push_back(item);
-        if st.recv_waiting > 0 {
-            self.shared.not_empty.notify_one();
-        }
+        st.recv_waiting > 0
     }
 }
 
@@ -262,9 +281,9 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let mut st = self.shared.state.lock();
         st.senders -= 1;
-        if st.senders == 0 && st.recv_waiting > 0 {
-            self.shared.not_empty.notify_all();
-        }
+        let wake = st.senders == 0 && st.recv_waiting > 0;
+        drop(st);
+        self.shared.wake_receiver(wake);
     }
 }
 
@@ -279,7 +298,11 @@ impl<T> Receiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut st = self.shared.state.lock();
         match self.pop(&mut st) {
-            Some(t) => Ok(t),
+            Some((t, wake)) => {
+                drop(st);
+                self.shared.wake_sender(wake);
+                Ok(t)
+            }
             None if st.senders == 0 => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
@@ -315,7 +338,9 @@ impl<T> Receiver<T> {
     fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut st = self.shared.state.lock();
         loop {
-            if let Some(t) = self.pop(&mut st) {
+            if let Some((t, wake)) = self.pop(&mut st) {
+                drop(st);
+                self.shared.wake_sender(wake);
                 return Ok(t);
             }
             if st.senders == 0 {
@@ -336,13 +361,11 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Pops under the lock and wakes a sender if one sleeps on a full queue.
-    fn pop(&self, st: &mut State<T>) -> Option<T> {
+    /// Pops under the lock; also returns whether a sender sleeps on the full queue and must be
+    /// woken once the lock is released.
+    fn pop(&self, st: &mut State<T>) -> Option<(T, bool)> {
         let t = st.queue.pop_front()?;
-        if st.send_waiting > 0 {
-            self.shared.not_full.notify_one();
-        }
-        Some(t)
+        Some((t, st.send_waiting > 0))
     }
 }
 
@@ -351,11 +374,11 @@ impl<T> Drop for Receiver<T> {
         let drained = {
             let mut st = self.shared.state.lock();
             st.receiver_alive = false;
-            if st.send_waiting > 0 {
-                self.shared.not_full.notify_all();
-            }
-            std::mem::take(&mut st.queue)
+            (std::mem::take(&mut st.queue), st.send_waiting > 0)
         };
+        if drained.1 {
+            self.shared.not_full.notify_all();
+        }
         drop(drained); // user destructors run outside the lock
     }
 }

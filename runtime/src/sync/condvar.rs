@@ -5,8 +5,9 @@
 //! `seq` is a butex whose word is a notification counter; `broadcasts` counts `notify_all`s.
 //!
 //! - **wait**: with the mutex held, read `broadcasts` (`b0`) and `seq` (`s0`); unlock; sleep on
-//!   `seq` expecting `s0`; then, if `broadcasts != b0`, call `seq.requeue(mutex butex)`; finally
-//!   re-lock with the *contended* path (`RawMutex::lock_contended`).
+//!   `seq` expecting `s0`; then, if `broadcasts` moved to `b != b0` and nobody has requeued for
+//!   `b` yet (`requeued.swap(b) != b`), call `seq.requeue(mutex butex)`; finally re-lock with
+//!   the *contended* path (`RawMutex::lock_contended`).
 //! - **notify_one**: bump `seq`, `wake_one`.
 //! - **notify_all**: bump `broadcasts` and `seq`, `wake_one`. The single woken waiter does the
 //!   requeue on behalf of the broadcaster: it wakes one more waiter and moves the rest onto the
@@ -27,6 +28,9 @@
 //!    any moved waiter sleeps, and each woken waiter sets it again.
 //! 3. A condvar is bound to the first mutex it waits with; waiting with another mutex panics,
 //!    because a waiter of mutex B moved onto mutex A's butex would break invariant 2 for A.
+//!
+//! Skipping a requeue is always safe (whoever recorded `b` in `requeued` did one after the
+//! broadcast, and then re-locks contended), and an extra requeue only causes spurious wake-ups.
 //!
 //! Spurious wake-ups are possible (a waiter that started after a broadcast may be requeued too,
 //! and the butex itself allows them), so always wait in a loop or use [`Condvar::wait_while`].
@@ -64,6 +68,9 @@ pub struct Condvar {
     seq: Butex,
     /// Number of `notify_all` calls; a waiter that sees it change requeues the others.
     broadcasts: AtomicU32,
+    /// The last `broadcasts` value some waiter requeued for, so one broadcast causes one requeue
+    /// (not one per requeued waiter as each of them wakes up).
+    requeued: AtomicU32,
     /// Address of the mutex this condvar is bound to (0 = not yet bound). Never dereferenced.
     mutex_addr: AtomicUsize,
 }
@@ -74,6 +81,7 @@ impl Condvar {
         Condvar {
             seq: Butex::new(0),
             broadcasts: AtomicU32::new(0),
+            requeued: AtomicU32::new(0),
             mutex_addr: AtomicUsize::new(0),
         }
     }
@@ -155,7 +163,8 @@ impl Condvar {
         let s0 = self.seq.value().load(SeqCst);
         raw.unlock();
         let r = self.seq.wait(s0, deadline);
-        if self.broadcasts.load(SeqCst) != b0 {
+        let b = self.broadcasts.load(SeqCst);
+        if b != b0 && self.requeued.swap(b, SeqCst) != b {
             // We borrow the mutex, so its butex is certainly alive (see the module doc).
             self.seq.requeue(raw.butex());
         }
@@ -165,6 +174,9 @@ impl Condvar {
 
     /// Binds to the mutex at `addr` on first use; panics on a different one (invariant 3).
     fn bind(&self, addr: usize) {
+        if self.mutex_addr.load(Relaxed) == addr {
+            return;
+        }
         match self.mutex_addr.compare_exchange(0, addr, Relaxed, Relaxed) {
             Ok(_) => {}
             Err(bound) if bound == addr => {}
