@@ -1,7 +1,7 @@
 //! `ExecutionQueue<T>` (brpc's `bthread::ExecutionQueue`): many producers submit tasks
 //! wait-free; one consumer fiber, started on demand, runs them in submit order and in batches.
 //!
-//! # The lock-free core: [`TaskList`]
+//! # The lock-free core: `TaskList`
 //!
 //! A Vyukov-style intrusive MPSC list. `head` points to the *newest* node, or is null when the
 //! queue is idle (no consumer). Each node's `next` points to the node pushed just before it
@@ -190,6 +190,74 @@ impl<T> TaskList<T> {
     }
 }
 
+/// Admission control of `execute` / `stop` (module doc, "Stop and join"): a count of callers
+/// inside `execute` plus the `STOPPED` and `MARKER_PUSHED` bits. Lock-free; loom-checked.
+pub(crate) struct StopGate {
+    /// Producers inside `execute` (and a `stop` in progress) + `STOPPED` + `MARKER_PUSHED`.
+    state: AtomicUsize,
+}
+
+impl StopGate {
+    /// Open, nobody inside.
+    pub(crate) fn new() -> Self {
+        StopGate {
+            state: AtomicUsize::new(0),
+        }
+    }
+
+    /// Enters as a producer. Returns `false` if the queue is stopped (the task must be refused).
+    /// Either way the caller must call [`StopGate::leave`] afterwards (after pushing, if `true`).
+    pub(crate) fn enter(&self) -> bool {
+        let s = self.state.fetch_add(1, Ordering::Acquire);
+        debug_assert!(
+            s & COUNT_MASK < COUNT_MASK,
+            "execute: producer count overflow"
+        );
+        s & STOPPED == 0
+    }
+
+    /// Closes the gate. Returns `false` if it was already closed; on `true` the caller counts as
+    /// inside and must call [`StopGate::leave`].
+    pub(crate) fn stop(&self) -> bool {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & STOPPED != 0 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                (s + 1) | STOPPED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Leaves. Returns `true` for exactly one caller: the last one out after the gate closed,
+    /// which must push the stop marker (every accepted push happened before this returns).
+    pub(crate) fn leave(&self) -> bool {
+        let after = self.state.fetch_sub(1, Ordering::AcqRel) - 1;
+        after == STOPPED
+            && self
+                .state
+                .compare_exchange(
+                    STOPPED,
+                    STOPPED | MARKER_PUSHED,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Whether the gate was closed.
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.state.load(Ordering::Acquire) & STOPPED != 0
+    }
+}
+
 /// The consumer callback, boxed so `ExecutionQueue<T>` is one type whatever the closure.
 type Callback<T> = Box<dyn FnMut(&mut TaskIter<'_, T>) + Send>;
 
@@ -197,8 +265,8 @@ type Callback<T> = Box<dyn FnMut(&mut TaskIter<'_, T>) + Send>;
 struct Inner<T> {
     /// The lock-free list.
     list: TaskList<T>,
-    /// Producers inside `execute` + `STOPPED` + `MARKER_PUSHED`.
-    state: AtomicUsize,
+    /// Admission control for `execute` / `stop`.
+    gate: StopGate,
     /// The user's consumer; only the (single, invariant 1) running consumer touches it.
     callback: std::cell::UnsafeCell<Callback<T>>,
     /// Set while a consumer may touch `callback`; asserts invariant 1 at run time.
@@ -300,7 +368,7 @@ impl<T> fmt::Debug for ExecutionQueue<T> {
 impl<T> ExecutionQueue<T> {
     /// Whether [`stop`](Self::stop) was called.
     pub fn is_stopped(&self) -> bool {
-        self.inner.state.load(Ordering::Acquire) & STOPPED != 0
+        self.inner.gate.is_stopped()
     }
 
     /// Parks the caller (fiber or thread) until the queue was stopped and the consumer has
@@ -323,7 +391,7 @@ impl<T: Send + 'static> ExecutionQueue<T> {
         ExecutionQueue {
             inner: Arc::new(Inner {
                 list: TaskList::new(),
-                state: AtomicUsize::new(0),
+                gate: StopGate::new(),
                 callback: std::cell::UnsafeCell::new(Box::new(consumer)),
                 consuming: std::sync::atomic::AtomicBool::new(false),
                 done: Butex::new(0),
@@ -334,12 +402,7 @@ impl<T: Send + 'static> ExecutionQueue<T> {
     /// Submits `task`; wait-free. Starts the consumer fiber if the queue was idle.
     /// `Err(ExecuteError::Stopped(task))` after [`stop`](Self::stop).
     pub fn execute(&self, task: T) -> Result<(), ExecuteError<T>> {
-        let s = self.inner.state.fetch_add(1, Ordering::Acquire);
-        debug_assert!(
-            s & COUNT_MASK < COUNT_MASK,
-            "execute: producer count overflow"
-        );
-        if s & STOPPED != 0 {
+        if !self.inner.gate.enter() {
             self.leave();
             return Err(ExecuteError::Stopped(task));
         }
@@ -351,39 +414,14 @@ impl<T: Send + 'static> ExecutionQueue<T> {
     /// Refuses every later `execute`; tasks accepted before still run. Idempotent, never
     /// blocks. Call [`join`](Self::join) to wait for the consumer to finish.
     pub fn stop(&self) {
-        let mut s = self.inner.state.load(Ordering::Relaxed);
-        loop {
-            if s & STOPPED != 0 {
-                return;
-            }
-            match self.inner.state.compare_exchange_weak(
-                s,
-                (s + 1) | STOPPED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(now) => s = now,
-            }
+        if self.inner.gate.stop() {
+            self.leave();
         }
-        self.leave();
     }
 
-    /// Leaves `execute`/`stop`: the last one out after `STOPPED` pushes the stop marker.
+    /// Leaves the gate; the last one out after stop pushes the stop marker.
     fn leave(&self) {
-        let after = self.inner.state.fetch_sub(1, Ordering::AcqRel) - 1;
-        if after == STOPPED
-            && self
-                .inner
-                .state
-                .compare_exchange(
-                    STOPPED,
-                    STOPPED | MARKER_PUSHED,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-        {
+        if self.inner.gate.leave() {
             self.push(None);
         }
     }
@@ -715,10 +753,10 @@ mod loom_tests {
     type Item = (usize, usize);
 
     /// The consumer loop of `consume`, minus the fiber plumbing: runs a chain and hands off.
-    fn consume_model(
-        list: &TaskList<Item>,
-        first: NonNull<Node<Item>>,
-        out: &Mutex<Vec<Item>>,
+    fn consume_model<I>(
+        list: &TaskList<I>,
+        first: NonNull<Node<I>>,
+        out: &Mutex<Vec<I>>,
         active: &AtomicBool,
     ) {
         assert!(!active.swap(true, SeqCst), "two consumers at once");
@@ -796,6 +834,66 @@ mod loom_tests {
                 let mine: Vec<usize> = out.iter().filter(|t| t.0 == p).map(|t| t.1).collect();
                 assert_eq!(mine, (0..per_producer).collect::<Vec<_>>());
             }
+        });
+    }
+
+    /// A producer races `stop`: every accepted task is consumed before the single stop marker,
+    /// which comes last; refused tasks are never consumed.
+    #[test]
+    fn loom_execution_queue_stop_races_execute() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(|| {
+            let list = Arc::new(TaskList::<Option<usize>>::new());
+            let gate = Arc::new(StopGate::new());
+            let out = Arc::new(Mutex::new(Vec::new()));
+            let active = Arc::new(AtomicBool::new(false));
+            let accepted = Arc::new(Mutex::new(Vec::new()));
+            let push = {
+                let (list, out, active) = (list.clone(), out.clone(), active.clone());
+                move |item: Option<usize>| {
+                    let node = Node::alloc(Some(item));
+                    if list.push(node) {
+                        consume_model(&list, node, &out, &active);
+                    }
+                }
+            };
+            let producer = {
+                let (gate, accepted, push) = (gate.clone(), accepted.clone(), push.clone());
+                loom::thread::spawn(move || {
+                    for i in 0..2 {
+                        if gate.enter() {
+                            push(Some(i));
+                            accepted.lock().unwrap().push(i);
+                        }
+                        if gate.leave() {
+                            push(None);
+                        }
+                    }
+                })
+            };
+            if gate.stop() && gate.leave() {
+                push(None);
+            }
+            assert!(!gate.stop(), "stop is idempotent");
+            producer.join().unwrap();
+            let out = out.lock().unwrap();
+            let accepted = accepted.lock().unwrap();
+            assert_eq!(
+                out.last(),
+                Some(&None),
+                "stop marker must come last: {out:?}"
+            );
+            assert_eq!(
+                out.iter().filter(|t| t.is_none()).count(),
+                1,
+                "one marker: {out:?}"
+            );
+            let consumed: Vec<usize> = out.iter().flatten().copied().collect();
+            assert_eq!(
+                consumed, *accepted,
+                "accepted tasks, in order, before the marker"
+            );
         });
     }
 
