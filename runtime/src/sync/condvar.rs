@@ -238,6 +238,16 @@ mod tests {
     }
 
     #[test]
+    fn wait_while_until_reports_timeout_only_if_condition_still_holds() {
+        let (m, cv) = (Mutex::new(0), Condvar::new());
+        let mut g = m.lock();
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert!(cv.wait_while_until(&mut g, soon, |v| *v == 0));
+        *g = 1;
+        assert!(!cv.wait_while_until(&mut g, soon, |v| *v == 0));
+    }
+
+    #[test]
     #[should_panic(expected = "two different mutexes")]
     fn two_mutexes_panic() {
         let (a, b, cv) = (Mutex::new(()), Mutex::new(()), Condvar::new());

@@ -205,7 +205,8 @@ impl<B: LockWord> RawMutex<B> {
 /// Contended `lock` parks only the calling fiber (a plain thread blocks); the worker thread goes
 /// on running other fibers. The uncontended `lock`/`unlock` pair is one CAS plus one swap and
 /// never wakes anybody. Not reentrant: locking twice from the same fiber deadlocks. No
-/// poisoning: a panic while the guard is held unlocks it.
+/// poisoning: a panic while the guard is held unlocks it. Not FIFO-fair: like brpc's mutex, a
+/// running locker may take the lock before a woken sleeper does (throughput over fairness).
 ///
 /// ```
 /// use spindle_runtime::sync::Mutex;
