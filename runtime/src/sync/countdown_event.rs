@@ -74,11 +74,17 @@ impl CountdownEvent {
     /// # Panics
     /// If the count would overflow `u32`.
     pub fn add_count(&self, n: u32) {
-        let prev = self.count.value().fetch_add(n, AcqRel);
-        assert!(
-            prev.checked_add(n).is_some(),
-            "CountdownEvent::add_count({n}) overflows the count {prev}"
-        );
+        let word = self.count.value();
+        let mut c = word.load(Relaxed);
+        loop {
+            let Some(next) = c.checked_add(n) else {
+                panic!("CountdownEvent::add_count({n}) overflows the count {c}");
+            };
+            match word.compare_exchange_weak(c, next, AcqRel, Relaxed) {
+                Ok(_) => return,
+                Err(now) => c = now,
+            }
+        }
     }
 
     /// Sets the count to `count`; with `0` it fires (wakes all waiters).
@@ -157,6 +163,12 @@ mod tests {
         assert_eq!(ev.count(), 2);
         ev.reset(0);
         ev.wait();
+    }
+
+    #[test]
+    #[should_panic(expected = "overflows")]
+    fn add_count_overflow_panics_without_wrapping() {
+        CountdownEvent::new(u32::MAX).add_count(1);
     }
 
     #[test]

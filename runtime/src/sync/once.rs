@@ -70,7 +70,8 @@ impl Once {
     /// Runs `f` if no call has completed yet; otherwise does nothing. Concurrent callers park
     /// until the running initializer finishes. When this returns normally, an initializer has
     /// completed and its effects are visible. If `f` panics, the panic propagates to this caller
-    /// and the `Once` stays incomplete (another caller retries; see the module doc).
+    /// and the `Once` stays incomplete (another caller retries; see the module doc). Calling
+    /// `call_once` on the same `Once` from inside its own initializer deadlocks.
     pub fn call_once(&self, f: impl FnOnce()) {
         if self.is_completed() {
             return;
