@@ -37,10 +37,10 @@
 use std::fmt;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{self, Relaxed, SeqCst};
 use std::time::Instant;
 
-use super::mutex::MutexGuard;
+use super::mutex::{LockWord, MutexGuard, RawMutex};
 use crate::butex::{Butex, WaitError};
 
 /// A condition variable for fibers and threads, used with [`super::Mutex`].
@@ -64,8 +64,35 @@ use crate::butex::{Butex, WaitError};
 /// h.join().unwrap();
 /// ```
 pub struct Condvar {
+    /// The algorithm, over the real butex.
+    core: CondCore<Butex>,
+}
+
+/// What the condvar needs from its `seq` butex on top of [`LockWord`]. Implemented by the real
+/// [`Butex`]; the `loom_*` model implements it with a butex model whose `requeue` really moves
+/// waiters, so the production algorithm below is what loom checks.
+pub(crate) trait CondWord: LockWord {
+    /// `value().fetch_add`.
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
+    /// [`Butex::requeue`].
+    fn requeue(&self, to: &Self) -> usize;
+}
+
+impl CondWord for Butex {
+    #[inline]
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+        self.value().fetch_add(v, order)
+    }
+    #[inline]
+    fn requeue(&self, to: &Self) -> usize {
+        Butex::requeue(self, to)
+    }
+}
+
+/// The condition-variable algorithm (module doc), generic over the butex so loom can check it.
+pub(crate) struct CondCore<B> {
     /// Notification counter; waiters sleep on it.
-    seq: Butex,
+    seq: B,
     /// Number of `notify_all` calls; a waiter that sees it change requeues the others.
     broadcasts: AtomicU32,
     /// The last `broadcasts` value some waiter requeued for, so one broadcast causes one requeue
@@ -75,14 +102,80 @@ pub struct Condvar {
     mutex_addr: AtomicUsize,
 }
 
-impl Condvar {
-    /// A condition variable with no waiters, bound to no mutex yet.
-    pub const fn new() -> Self {
-        Condvar {
+impl CondCore<Butex> {
+    /// No waiters, not bound.
+    const fn new() -> Self {
+        CondCore {
             seq: Butex::new(0),
             broadcasts: AtomicU32::new(0),
             requeued: AtomicU32::new(0),
             mutex_addr: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<B: CondWord> CondCore<B> {
+    /// A core over a caller-supplied `seq` word (starting at 0), for models.
+    #[cfg(all(test, loom))]
+    pub(crate) fn with_seq(seq: B) -> Self {
+        CondCore {
+            seq,
+            broadcasts: AtomicU32::new(0),
+            requeued: AtomicU32::new(0),
+            mutex_addr: AtomicUsize::new(0),
+        }
+    }
+
+    /// Unlocks `raw` (held by the caller), sleeps until notified or `deadline`, re-locks `raw`.
+    /// Returns whether the deadline passed.
+    pub(crate) fn wait(&self, raw: &RawMutex<B>, deadline: Option<Instant>) -> bool {
+        self.bind(raw as *const _ as usize);
+        let b0 = self.broadcasts.load(SeqCst);
+        let s0 = self.seq.load(SeqCst);
+        raw.unlock();
+        let r = self.seq.wait(s0, deadline);
+        let b = self.broadcasts.load(SeqCst);
+        if b != b0 && self.requeued.swap(b, SeqCst) != b {
+            // We borrow the mutex, so its butex is certainly alive (see the module doc).
+            self.seq.requeue(raw.butex());
+        }
+        raw.lock_contended(None);
+        matches!(r, Err(WaitError::TimedOut))
+    }
+
+    /// Bump `seq`, wake one.
+    pub(crate) fn notify_one(&self) {
+        self.seq.fetch_add(1, SeqCst);
+        self.seq.wake_one();
+    }
+
+    /// Bump `broadcasts` and `seq`, wake one (which requeues the rest).
+    pub(crate) fn notify_all(&self) {
+        self.broadcasts.fetch_add(1, SeqCst);
+        self.seq.fetch_add(1, SeqCst);
+        self.seq.wake_one();
+    }
+
+    /// Binds to the mutex at `addr` on first use; panics on a different one (invariant 3).
+    fn bind(&self, addr: usize) {
+        if self.mutex_addr.load(Relaxed) == addr {
+            return;
+        }
+        match self.mutex_addr.compare_exchange(0, addr, Relaxed, Relaxed) {
+            Ok(_) => {}
+            Err(bound) if bound == addr => {}
+            Err(_) => panic!(
+                "spindle Condvar used with two different mutexes; bind one condvar to one mutex"
+            ),
+        }
+    }
+}
+
+impl Condvar {
+    /// A condition variable with no waiters, bound to no mutex yet.
+    pub const fn new() -> Self {
+        Condvar {
+            core: CondCore::new(),
         }
     }
 
@@ -139,16 +232,13 @@ impl Condvar {
 
     /// Wakes one waiter, if any.
     pub fn notify_one(&self) {
-        self.seq.value().fetch_add(1, SeqCst);
-        self.seq.wake_one();
+        self.core.notify_one();
     }
 
     /// Wakes every current waiter: one is woken, and it moves the rest onto the mutex so they
     /// acquire it one after another.
     pub fn notify_all(&self) {
-        self.broadcasts.fetch_add(1, SeqCst);
-        self.seq.value().fetch_add(1, SeqCst);
-        self.seq.wake_one();
+        self.core.notify_all();
     }
 
     /// Shared body of the waits; returns whether the deadline passed.
@@ -157,33 +247,7 @@ impl Condvar {
         guard: &mut MutexGuard<'_, T>,
         deadline: Option<Instant>,
     ) -> bool {
-        let raw = guard.mutex().raw();
-        self.bind(raw as *const _ as usize);
-        let b0 = self.broadcasts.load(SeqCst);
-        let s0 = self.seq.value().load(SeqCst);
-        raw.unlock();
-        let r = self.seq.wait(s0, deadline);
-        let b = self.broadcasts.load(SeqCst);
-        if b != b0 && self.requeued.swap(b, SeqCst) != b {
-            // We borrow the mutex, so its butex is certainly alive (see the module doc).
-            self.seq.requeue(raw.butex());
-        }
-        raw.lock_contended(None);
-        matches!(r, Err(WaitError::TimedOut))
-    }
-
-    /// Binds to the mutex at `addr` on first use; panics on a different one (invariant 3).
-    fn bind(&self, addr: usize) {
-        if self.mutex_addr.load(Relaxed) == addr {
-            return;
-        }
-        match self.mutex_addr.compare_exchange(0, addr, Relaxed, Relaxed) {
-            Ok(_) => {}
-            Err(bound) if bound == addr => {}
-            Err(_) => panic!(
-                "spindle Condvar used with two different mutexes; bind one condvar to one mutex"
-            ),
-        }
+        self.core.wait(guard.mutex().raw(), deadline)
     }
 }
 
@@ -255,5 +319,133 @@ mod tests {
         cv.wait_until(&mut ga, Instant::now());
         let mut gb = b.lock();
         cv.wait_until(&mut gb, Instant::now());
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! The real condvar algorithm (`CondCore`) and mutex over the butex model whose `requeue`
+    //! really moves waiters onto the mutex: no lost wake-up (loom reports a deadlock) and the
+    //! protected data is never raced (loom reports a race).
+    use super::super::model_butex::{world, ModelButex};
+    use super::super::mutex::RawMutex;
+    use super::*;
+    use crate::loom::{thread, Arc, UnsafeCell};
+
+    /// A mutex, a condvar and the value they protect.
+    struct Shared {
+        raw: RawMutex<ModelButex>,
+        cv: CondCore<ModelButex>,
+        value: UnsafeCell<u32>,
+    }
+
+    // SAFETY: `value` is only accessed with `raw` held (checked by loom).
+    unsafe impl Sync for Shared {}
+    // SAFETY: as above.
+    unsafe impl Send for Shared {}
+
+    impl Shared {
+        fn new() -> Arc<Self> {
+            let w = world();
+            Arc::new(Shared {
+                raw: RawMutex::with_word(ModelButex::new(&w, 0)),
+                cv: CondCore::with_seq(ModelButex::new(&w, 0)),
+                value: UnsafeCell::new(0),
+            })
+        }
+        /// Reads the value; caller holds `raw`.
+        fn get(&self) -> u32 {
+            // SAFETY: the caller holds `raw`.
+            self.value.with(|p| unsafe { *p })
+        }
+        /// Writes the value; caller holds `raw`.
+        fn set(&self, v: u32) {
+            // SAFETY: the caller holds `raw`.
+            self.value.with_mut(|p| unsafe { *p = v })
+        }
+    }
+
+    /// `waiters` waiters wait for the value to become non-zero; the main thread sets it and
+    /// broadcasts, with or without holding the mutex while notifying. With three waiters, one
+    /// of them is really moved onto the mutex's queue (requeue wakes one, moves the rest).
+    fn broadcast_model(waiters: usize, notify_under_lock: bool) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(move || {
+            let s = Shared::new();
+            let hs: Vec<_> = (0..waiters)
+                .map(|_| {
+                    let s = s.clone();
+                    thread::spawn(move || {
+                        s.raw.lock();
+                        while s.get() == 0 {
+                            s.cv.wait(&s.raw, None);
+                        }
+                        s.raw.unlock();
+                    })
+                })
+                .collect();
+            s.raw.lock();
+            s.set(1);
+            if notify_under_lock {
+                s.cv.notify_all();
+                s.raw.unlock();
+            } else {
+                s.raw.unlock();
+                s.cv.notify_all();
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn loom_condvar_notify_all_under_lock_requeues_without_losing_waiters() {
+        broadcast_model(2, true);
+    }
+
+    #[test]
+    fn loom_condvar_notify_all_three_waiters_chain_through_the_mutex() {
+        broadcast_model(3, true);
+    }
+
+    #[test]
+    fn loom_condvar_notify_all_after_unlock_requeues_without_losing_waiters() {
+        broadcast_model(2, false);
+    }
+
+    #[test]
+    fn loom_condvar_notify_one_hands_each_token_to_a_waiter() {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(|| {
+            let s = Shared::new();
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    thread::spawn(move || {
+                        s.raw.lock();
+                        while s.get() == 0 {
+                            s.cv.wait(&s.raw, None);
+                        }
+                        s.set(s.get() - 1);
+                        s.raw.unlock();
+                    })
+                })
+                .collect();
+            for _ in 0..2 {
+                s.raw.lock();
+                s.set(s.get() + 1);
+                s.cv.notify_one();
+                s.raw.unlock();
+            }
+            for h in hs {
+                h.join().unwrap();
+            }
+            s.raw.lock();
+            assert_eq!(s.get(), 0);
+            s.raw.unlock();
+        });
     }
 }

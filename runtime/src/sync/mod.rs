@@ -13,6 +13,8 @@ mod barrier;
 pub mod channel;
 mod condvar;
 mod countdown_event;
+#[cfg(all(test, loom))]
+mod model_butex;
 mod mutex;
 mod once;
 mod rwlock;

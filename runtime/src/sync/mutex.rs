@@ -119,14 +119,14 @@ impl RawMutex<Butex> {
             butex: Butex::new(UNLOCKED),
         }
     }
-
-    /// The butex sleepers wait on (condition variables requeue onto it).
-    pub(crate) fn butex(&self) -> &Butex {
-        &self.butex
-    }
 }
 
 impl<B: LockWord> RawMutex<B> {
+    /// The butex sleepers wait on (condition variables requeue onto it).
+    pub(crate) fn butex(&self) -> &B {
+        &self.butex
+    }
+
     /// A mutex over a caller-supplied word (which must start `UNLOCKED`), for models.
     #[cfg(all(test, loom))]
     pub(crate) fn with_word(butex: B) -> Self {
@@ -451,60 +451,11 @@ mod tests {
 
 #[cfg(all(test, loom))]
 mod loom_tests {
-    //! The real `RawMutex` state machine over a loom model of the butex contract: the word is a
-    //! loom atomic; `wait` checks it under the model's lock (atomic with respect to wakes) and,
-    //! with a deadline, may time out at once (a legal outcome); `wake_one` notifies under the lock.
+    //! The real `RawMutex` state machine over the loom model of the butex contract
+    //! (`super::super::model_butex`).
+    use super::super::model_butex::{world, ModelButex};
     use super::*;
-    use crate::loom::atomic::AtomicU32;
-    use crate::loom::{thread, Arc, Condvar, Mutex as LoomMutex, UnsafeCell};
-
-    /// Loom model of the butex contract.
-    struct ModelButex {
-        /// The word.
-        word: AtomicU32,
-        /// Makes the check in `wait` atomic with respect to `wake_one`.
-        lock: LoomMutex<()>,
-        /// Sleepers.
-        cond: Condvar,
-    }
-
-    impl ModelButex {
-        fn new() -> Self {
-            ModelButex {
-                word: AtomicU32::new(UNLOCKED),
-                lock: LoomMutex::new(()),
-                cond: Condvar::new(),
-            }
-        }
-    }
-
-    impl LockWord for ModelButex {
-        fn load(&self, order: Ordering) -> u32 {
-            self.word.load(order)
-        }
-        fn swap(&self, v: u32, order: Ordering) -> u32 {
-            self.word.swap(v, order)
-        }
-        fn compare_exchange(&self, c: u32, n: u32, s: Ordering, f: Ordering) -> Result<u32, u32> {
-            self.word.compare_exchange(c, n, s, f)
-        }
-        fn wait(&self, expected: u32, deadline: Option<Instant>) -> Result<(), WaitError> {
-            let g = self.lock.lock().unwrap();
-            if self.word.load(Ordering::SeqCst) != expected {
-                return Err(WaitError::WouldBlock);
-            }
-            if deadline.is_some() {
-                return Err(WaitError::TimedOut);
-            }
-            drop(self.cond.wait(g).unwrap());
-            Ok(())
-        }
-        fn wake_one(&self) -> usize {
-            let _g = self.lock.lock().unwrap();
-            self.cond.notify_one();
-            1
-        }
-    }
+    use crate::loom::{thread, Arc, UnsafeCell};
 
     /// Data guarded by the model mutex; loom flags any unsynchronised access.
     struct Guarded {
@@ -517,6 +468,14 @@ mod loom_tests {
     // SAFETY: as above.
     unsafe impl Send for Guarded {}
 
+    fn guarded() -> Arc<Guarded> {
+        let w = world();
+        Arc::new(Guarded {
+            raw: RawMutex::with_word(ModelButex::new(&w, UNLOCKED)),
+            count: UnsafeCell::new(0),
+        })
+    }
+
     fn critical_section(g: &Guarded) {
         // SAFETY: the caller holds `g.raw`; loom reports a race if the mutex failed to exclude.
         g.count.with_mut(|p| unsafe { *p += 1 });
@@ -527,10 +486,7 @@ mod loom_tests {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(3);
         builder.check(|| {
-            let g = Arc::new(Guarded {
-                raw: RawMutex::with_word(ModelButex::new()),
-                count: UnsafeCell::new(0),
-            });
+            let g = guarded();
             let hs: Vec<_> = (0..2)
                 .map(|_| {
                     let g = g.clone();
@@ -548,6 +504,7 @@ mod loom_tests {
                 h.join().unwrap();
             }
             // A lost wake-up shows up as a loom deadlock; a double entry as a loom race.
+            // SAFETY: every other thread has been joined.
             assert_eq!(g.count.with(|p| unsafe { *p }), 3);
             assert_eq!(g.raw.butex.load(Ordering::SeqCst), UNLOCKED);
         });
@@ -556,10 +513,7 @@ mod loom_tests {
     #[test]
     fn loom_mutex_timed_lock_gives_up_cleanly() {
         loom::model(|| {
-            let g = Arc::new(Guarded {
-                raw: RawMutex::with_word(ModelButex::new()),
-                count: UnsafeCell::new(0),
-            });
+            let g = guarded();
             let g2 = g.clone();
             let t = thread::spawn(move || {
                 // The model's deadline may expire at once: either we get the lock or give up,
