@@ -102,7 +102,7 @@ fn recv_timeout_and_wakeup_by_late_sender() {
         Err(RecvTimeoutError::Timeout)
     );
     let h = spawn(move || {
-        std::thread::sleep(Duration::from_millis(5));
+        spindle_runtime::sleep(Duration::from_millis(5)); // in a fiber: park, not block
         tx.send(9).unwrap();
     });
     assert_eq!(
