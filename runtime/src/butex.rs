@@ -36,11 +36,7 @@ pub struct Butex {
 impl Butex {
     /// A butex whose word starts at `value`.
     pub const fn new(value: u32) -> Self {
-        Butex {
-            value: AtomicU32::new(value),
-            lock: Mutex::new(0),
-            cond: Condvar::new(),
-        }
+        Butex { value: AtomicU32::new(value), lock: Mutex::new(0), cond: Condvar::new() }
     }
 
     /// The word itself; change it before waking.

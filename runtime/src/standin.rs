@@ -31,9 +31,7 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    JoinHandle {
-        inner: std::thread::spawn(f),
-    }
+    JoinHandle { inner: std::thread::spawn(f) }
 }
 
 /// Yields the current fiber (or thread) to let others run.
