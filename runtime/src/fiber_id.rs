@@ -45,9 +45,16 @@
 //!    holds, and every change of the condition bumps the word under `meta` before waking.
 //!
 //! The on-error handler runs on the thread/fiber that called `error` (or that unlocked with
-//! errors pending) with the lock held; it must unlock or destroy (dropping the guard unlocks).
-//! Pending errors are handled one per unlock, recursively through the handler's unlock, so
-//! queueing very many errors on one id nests that deep.
+//! errors pending) with the lock held; it must unlock or destroy (dropping the guard unlocks),
+//! and may also keep the guard and unlock later from elsewhere. Pending errors are run one after
+//! another by a loop (`run_handlers`), not by nesting, so a long queue of errors cannot overflow
+//! a small fiber stack: each handler call gets a fresh `runner` token, carried by the guard it
+//! receives; if that guard is dropped while its runner is still inside the call *and* errors are
+//! pending, the lock is handed back to the runner (`handed_back`), which runs the next handler
+//! after the current one returns. Without pending errors the drop simply unlocks. `epoch`
+//! (bumped by create and destroy) tells a runner that the id was destroyed under it.
+//! Consequence: a handler must not lock its own id again after dropping its guard while other
+//! errors are pending (the lock then belongs to the runner waiting for this very handler).
 use std::any::{Any, TypeId};
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -73,7 +80,8 @@ const MAX_CHUNKS: usize = 4096;
 pub const MAX_RANGE: u32 = 1024;
 
 /// Type-erased on-error handler: `(raw id the error names, code)`, called with the lock held.
-type ErasedHandler = Arc<dyn Fn(u64, i32) + Send + Sync>;
+/// The third argument is the runner token the guard carries.
+type ErasedHandler = Arc<dyn Fn(u64, i32, u64) + Send + Sync>;
 
 /// Why an operation on a [`FiberId`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +113,15 @@ struct Meta {
     lock_waiters: u32,
     /// Errors that arrived while locked: `(raw id, code)`, handled one per unlock.
     pending: VecDeque<(u64, i32)>,
+    /// Bumped by every create and destroy, so a handler runner can tell whether the id it ran
+    /// handlers for still exists.
+    epoch: u64,
+    /// Token of the `run_handlers` call currently inside a handler call (0: none).
+    runner: u64,
+    /// Token of the runner the lock was handed back to (0: none).
+    handed_back: u64,
+    /// Source of runner tokens (never 0).
+    next_token: u64,
     /// The on-error handler of the current id.
     on_error: Option<ErasedHandler>,
     /// Type of `data` for the current id.
@@ -146,6 +163,10 @@ impl Slot {
                 locked: false,
                 lock_waiters: 0,
                 pending: VecDeque::new(),
+                epoch: 0,
+                runner: 0,
+                handed_back: 0,
+                next_token: 0,
                 on_error: None,
                 type_id: None,
             }),
@@ -354,10 +375,10 @@ impl<D: Send + 'static> FiberId<D> {
         // SAFETY: the slot is free (`range == 0`), so nobody can lock it or reach `data`; the
         // previous holder took its data out before the slot was given back (invariant 2).
         unsafe { *slot.data.get() = Some(Box::new(data)) };
-        let handler: ErasedHandler = Arc::new(move |raw, code| {
+        let handler: ErasedHandler = Arc::new(move |raw, code, token| {
             // SAFETY: the erased handler is only called by a holder handing over the lock of
             // `raw`'s slot, whose data is a `D` (type checked when the id was locked or errored).
-            on_error(unsafe { FiberIdGuard::adopt(raw) }, code)
+            on_error(unsafe { FiberIdGuard::adopt(raw, token) }, code)
         });
         let mut m = slot.meta.lock();
         if m.next_ver.checked_add(range).is_none() {
@@ -368,6 +389,9 @@ impl<D: Send + 'static> FiberId<D> {
         m.range = range;
         m.locked = false;
         m.pending.clear();
+        m.epoch += 1;
+        m.runner = 0;
+        m.handed_back = 0;
         m.on_error = Some(handler);
         m.type_id = Some(TypeId::of::<D>());
         FiberId::from_raw(u64::from(index) << 32 | u64::from(m.first_ver))
@@ -396,7 +420,7 @@ impl<D: Send + 'static> FiberId<D> {
                 m.locked = true;
                 drop(m);
                 // SAFETY: we just took the lock of this id, whose data is a `D`.
-                return Ok(unsafe { FiberIdGuard::adopt(self.raw) });
+                return Ok(unsafe { FiberIdGuard::adopt(self.raw, 0) });
             }
             let word = slot.lock_butex.value().load(Acquire);
             m.lock_waiters += 1;
@@ -422,9 +446,8 @@ impl<D: Send + 'static> FiberId<D> {
             return Ok(());
         }
         m.locked = true;
-        let handler = m.on_error.clone().expect("live id has a handler");
         drop(m);
-        handler(self.raw, code);
+        run_handlers(slot, (self.raw, code));
         Ok(())
     }
 
@@ -459,6 +482,8 @@ pub struct FiberIdGuard<D> {
     slot: &'static Slot,
     /// The data, inside the slot's box (stable while locked).
     data: NonNull<D>,
+    /// Runner token if this guard was handed to an on-error handler by `run_handlers`, else 0.
+    token: u64,
 }
 
 // SAFETY: the guard is the exclusive right to the id's `D`; moving it to another thread moves
@@ -472,14 +497,19 @@ impl<D: 'static> FiberIdGuard<D> {
     ///
     /// # Safety
     /// The caller holds the lock of `raw`'s (existing) slot, and its data is a `D`.
-    unsafe fn adopt(raw: u64) -> Self {
+    unsafe fn adopt(raw: u64, token: u64) -> Self {
         let slot = POOL.slot((raw >> 32) as u32).expect("locked slot exists");
         // SAFETY: we hold the lock, so we alone access `data` (invariant 2).
         let boxed = unsafe { &mut *slot.data.get() }
             .as_mut()
             .expect("live id has data");
         let data = NonNull::from(boxed.downcast_mut::<D>().expect("type checked by caller"));
-        FiberIdGuard { raw, slot, data }
+        FiberIdGuard {
+            raw,
+            slot,
+            data,
+            token,
+        }
     }
 
     /// The id this guard locked.
@@ -504,6 +534,9 @@ impl<D: 'static> FiberIdGuard<D> {
         let mut m = slot.meta.lock();
         m.range = 0;
         m.locked = false;
+        m.epoch += 1;
+        m.runner = 0;
+        m.handed_back = 0;
         let pending = std::mem::take(&mut m.pending);
         let handler = m.on_error.take();
         m.type_id = None;
@@ -538,29 +571,70 @@ impl<D> Drop for FiberIdGuard<D> {
     fn drop(&mut self) {
         let mut m = self.slot.meta.lock();
         debug_assert!(m.locked, "guard of an unlocked id");
-        if let Some((raw, code)) = m.pending.pop_front() {
-            // Hand the lock straight to the handler (it stays locked).
-            let handler = m.on_error.clone().expect("live id has a handler");
-            drop(m);
-            handler(raw, code);
+        if self.token != 0 && m.runner == self.token && !m.pending.is_empty() {
+            // Our handler's runner is still inside the call: give the lock back to it rather
+            // than run the next handler from inside this drop (no nesting).
+            m.handed_back = self.token;
             return;
         }
-        m.locked = false;
-        let waiters = m.lock_waiters;
-        self.slot.lock_butex.value().fetch_add(1, AcqRel);
-        drop(m);
-        if waiters > 0 {
-            self.slot.lock_butex.wake_one();
+        if let Some(next) = m.pending.pop_front() {
+            drop(m);
+            run_handlers(self.slot, next); // the lock passes straight to the handlers
+            return;
         }
+        unlock_locked(self.slot, m);
     }
 }
 
-impl<D: fmt::Debug> fmt::Debug for FiberIdGuard<D> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FiberIdGuard")
-            .field("id", &format_args!("{:#x}", self.raw))
-            .field("data", &**self)
-            .finish()
+/// Releases the lock of `slot` (whose `meta` the caller has locked, with `locked` set and no
+/// error pending) and wakes one locker.
+fn unlock_locked(slot: &Slot, mut m: parking_lot::MutexGuard<'_, Meta>) {
+    m.locked = false;
+    let waiters = m.lock_waiters;
+    slot.lock_butex.value().fetch_add(1, AcqRel);
+    drop(m);
+    if waiters > 0 {
+        slot.lock_butex.wake_one();
+    }
+}
+
+/// Runs the on-error handler for `first` and then for every error queued meanwhile, with the
+/// lock of `slot` held throughout (the caller holds it). Iterative, so a long queue of errors
+/// does not nest handler calls on the (possibly small) fiber stack: a handler whose guard is
+/// dropped before it returns, while errors are pending, hands the lock back here
+/// (`handed_back`) and the loop goes on. If the guard simply unlocked (nothing pending), lives
+/// on elsewhere (moved to another fiber) or the id was destroyed, the loop stops; whoever drops
+/// a guard later handles the queue.
+fn run_handlers(slot: &'static Slot, first: (u64, i32)) {
+    let mut next = first;
+    loop {
+        let (handler, epoch, token) = {
+            let mut m = slot.meta.lock();
+            m.next_token += 1;
+            let token = m.next_token;
+            m.runner = token;
+            (
+                m.on_error.clone().expect("live id has a handler"),
+                m.epoch,
+                token,
+            )
+        };
+        handler(next.0, next.1, token);
+        let mut m = slot.meta.lock();
+        if m.epoch != epoch {
+            return; // destroyed inside the handler (and maybe already recycled): not ours
+        }
+        if m.runner == token {
+            m.runner = 0;
+        }
+        if m.handed_back != token {
+            return; // unlocked, or the guard lives on elsewhere: its drop handles the queue
+        }
+        m.handed_back = 0;
+        match m.pending.pop_front() {
+            Some(err) => next = err,
+            None => return unlock_locked(slot, m),
+        }
     }
 }
 
@@ -622,6 +696,57 @@ mod tests {
         id.error(1008).unwrap();
         assert!(!id.is_valid());
         id.join();
+    }
+
+    #[test]
+    fn long_error_queue_runs_iteratively_on_a_small_stack() {
+        let n = if cfg!(miri) { 50 } else { 20_000 };
+        let t = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let id = FiberId::create_with_on_error(0u32, 1, |mut g, _| *g += 1);
+                let g = id.lock().unwrap();
+                for code in 0..n {
+                    id.error(code).unwrap();
+                }
+                drop(g); // runs all n handlers; nesting them would overflow 64 KiB
+                assert_eq!(id.lock().unwrap().unlock_and_destroy(), n as u32);
+            })
+            .unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn handler_may_keep_the_guard_and_unlock_later() {
+        let kept = Arc::new(parking_lot::Mutex::new(None));
+        let k2 = kept.clone();
+        let id = FiberId::create_with_on_error(
+            Vec::new(),
+            1,
+            move |mut g: FiberIdGuard<Vec<i32>>, code| {
+                g.push(code);
+                *k2.lock() = Some(g); // keep the lock past the handler
+            },
+        );
+        id.error(1).unwrap();
+        id.error(2).unwrap(); // queued: the kept guard still holds the lock
+        let g = kept.lock().take().unwrap();
+        assert_eq!(*g, vec![1]);
+        drop(g); // runs handler for 2, which keeps the guard again
+        let g = kept.lock().take().unwrap();
+        assert_eq!(*g, vec![1, 2]);
+        let _ = g.unlock_and_destroy();
+    }
+
+    #[test]
+    fn handler_without_pending_errors_may_relock_after_unlocking() {
+        let id = FiberId::create_with_on_error(0u32, 1, |g: FiberIdGuard<u32>, _| {
+            let id = g.id();
+            drop(g);
+            *id.lock().unwrap() += 1; // plain unlock above, so this does not deadlock
+        });
+        id.error(7).unwrap();
+        assert_eq!(id.lock().unwrap().unlock_and_destroy(), 1);
     }
 
     #[test]

@@ -129,3 +129,41 @@ fn slots_are_recycled_with_new_versions() {
         assert_eq!(id.lock().unwrap().unlock_and_destroy(), i);
     }
 }
+
+#[test]
+fn error_storm_every_accepted_error_is_handled_once_under_the_lock() {
+    let handled = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicBool::new(false));
+    let (h2, i2) = (handled.clone(), inside.clone());
+    let id = FiberId::create_with_on_error(0u32, 1, move |mut g, _code| {
+        assert!(!i2.swap(true, SeqCst), "handler ran without exclusive lock");
+        *g += 1;
+        h2.fetch_add(1, SeqCst);
+        i2.store(false, SeqCst);
+    });
+    let per = 200;
+    let reporters: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                for code in 0..per {
+                    id.error(code).unwrap();
+                }
+            })
+        })
+        .collect();
+    let locker = spawn(move || {
+        for _ in 0..per {
+            let g = id.lock().unwrap();
+            spindle_runtime::yield_now(); // let errors queue up behind us
+            drop(g);
+        }
+    });
+    for r in reporters {
+        r.join().unwrap();
+    }
+    locker.join().unwrap();
+    let g = id.lock().unwrap();
+    assert_eq!(*g as usize, 4 * per as usize);
+    assert_eq!(handled.load(SeqCst), 4 * per as usize);
+    assert_eq!(g.unlock_and_destroy(), 4 * per as u32);
+}
