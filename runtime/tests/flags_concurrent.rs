@@ -34,7 +34,9 @@ fn readers_see_only_written_values() {
             let stop = stop.clone();
             thread::spawn(move || {
                 let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
+                // At least one pass even if the writers finish before this thread first runs.
+                loop {
+                    let done = stop.load(Ordering::Relaxed);
                     let v = C_NUMBER.get();
                     assert_eq!(v >> 32, v & 0xffff_ffff);
                     let t = C_TEXT.get();
@@ -42,8 +44,10 @@ fn readers_see_only_written_values() {
                     let s = flags::get("c_number").unwrap();
                     assert!(s.parse::<u64>().is_ok());
                     n += 1;
+                    if done {
+                        break n;
+                    }
                 }
-                n
             })
         })
         .collect();

@@ -37,8 +37,6 @@ use clap::Parser;
 mod cases;
 #[path = "runtime_bench/memory.rs"]
 mod memory;
-#[path = "runtime_bench/shim.rs"]
-mod shim;
 
 /// Command line.
 #[derive(Parser, Debug)]

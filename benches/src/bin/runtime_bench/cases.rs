@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use spindle_runtime::butex::Butex;
 
-use crate::shim::Mutex as SpindleMutex; // SHIM: becomes spindle_runtime::sync::Mutex at merge.
+use spindle_runtime::sync::Mutex as SpindleMutex;
 
 /// Starts a may coroutine.
 pub fn may_go<F, T>(f: F) -> may::coroutine::JoinHandle<T>

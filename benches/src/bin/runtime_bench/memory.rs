@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cases::may_go;
-use crate::shim::spawn_small_stack; // SHIM: becomes Builder::new().stack_size(Small) at merge.
 
 /// The stack size given to OS threads and may coroutines: Spindle's small stack.
 pub fn small_stack_bytes() -> usize {
@@ -85,7 +84,7 @@ pub fn child(kind: Kind, count: usize, workers: usize) -> ! {
             for _ in 0..count {
                 let started = started.clone();
                 // Dropping the handle detaches the fiber.
-                drop(spawn_small_stack(move || {
+                drop(spindle_runtime::Builder::new().stack_size(spindle_runtime::StackSize::Small).spawn(move || {
                     started.fetch_add(1, Ordering::Release);
                     spindle_runtime::sleep(LONG);
                 }));
