@@ -1,10 +1,20 @@
 //! spindle-rpc: the RPC stack of Spindle, laid out like brpc's `src/brpc`.
 //!
 //! - [`socket`]: versioned [`SocketId`](socket::SocketId)s over a slot table (brpc's
-//!   `SocketId` + `ResourcePool`).
-//! - [`errors`]: brpc's RPC error codes (same numbers).
+//!   `SocketId` + `ResourcePool`); the `Socket` type comes with the server work.
+//! - [`protocol`]: the [`Protocol`](protocol::Protocol) trait, the registry and the input
+//!   messenger's cut loop ([`cut_input_message`](protocol::cut_input_message)).
+//! - [`policy`]: one module per wire protocol; [`policy::baidu_std`] so far.
+//! - [`compress`]: payload compression (snappy, gzip, zlib) with bounded decompression.
+//! - [`errors`]: brpc's RPC error codes, same numbers.
+//! - [`proto`]: generated protobuf messages of the wire formats.
+//!
+//! Wire formats and the probing order are described in `docs/protocols.md`.
 
 pub mod compress;
 pub mod errors;
 mod loom;
+pub mod policy;
+pub mod proto;
+pub mod protocol;
 pub mod socket;

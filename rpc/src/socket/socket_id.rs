@@ -100,6 +100,13 @@ impl SocketId {
     }
 }
 
+impl Default for SocketId {
+    /// [`SocketId::INVALID`].
+    fn default() -> Self {
+        SocketId::INVALID
+    }
+}
+
 impl fmt::Debug for SocketId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SocketId({}@v{})", self.slot(), self.version())
