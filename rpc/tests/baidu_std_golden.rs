@@ -9,7 +9,7 @@
 use spindle_rpc::compress::CompressType;
 use spindle_rpc::errors::{ErrorCode, RpcError};
 use spindle_rpc::policy::baidu_std::{frame, BaiduStd, ResponseFrame};
-use spindle_rpc::protocol::{CallInfo, InputBuf, OutputBuf, Protocol, DEFAULT_MAX_BODY_SIZE};
+use spindle_rpc::protocol::{CallInfo, IOBuf, Protocol, DEFAULT_MAX_BODY_SIZE};
 
 /// `EchoRequest { message: "hi" }`: field 1, length-delimited, 2 bytes.
 const ECHO_HI: &[u8] = &[0x0a, 0x02, b'h', b'i'];
@@ -49,23 +49,24 @@ fn request_golden() -> Vec<u8> {
 
 #[test]
 fn request_frame_matches_golden_bytes() {
+    let attachment = IOBuf::from(&b"att"[..]);
     let call = CallInfo {
         service: "example.EchoService",
         method: "Echo",
         log_id: Some(7),
-        attachment: b"att",
+        attachment: &attachment,
         ..CallInfo::default()
     };
-    let mut out = OutputBuf::new();
+    let mut out = IOBuf::new();
     BaiduStd
-        .pack_request(&mut out, 300, ECHO_HI, &call, None)
+        .pack_request(&mut out, 300, &IOBuf::from(ECHO_HI), &call, None)
         .unwrap();
-    assert_eq!(&out[..], &request_golden()[..]);
+    assert_eq!(out.to_vec(), request_golden());
 }
 
 #[test]
 fn request_golden_bytes_parse_back() {
-    let mut buf = InputBuf::from(&request_golden()[..]);
+    let mut buf = IOBuf::from(&request_golden()[..]);
     let f = frame::parse_frame(&mut buf, DEFAULT_MAX_BODY_SIZE).unwrap();
     assert!(buf.is_empty());
     let req = f.meta.request.as_ref().unwrap();
@@ -75,12 +76,12 @@ fn request_golden_bytes_parse_back() {
     assert_eq!(f.meta.correlation_id, Some(300));
     assert_eq!(f.meta.compress_type, Some(0));
     assert_eq!(f.meta.attachment_size, Some(3));
-    assert_eq!(&f.payload[..], ECHO_HI);
-    assert_eq!(&f.attachment[..], b"att");
+    assert_eq!(f.payload, ECHO_HI);
+    assert_eq!(f.attachment, b"att");
     // Re-encoding the parsed meta gives the same bytes.
-    let mut again = OutputBuf::new();
+    let mut again = IOBuf::new();
     frame::write_frame(&mut again, &f.meta, &f.payload, &f.attachment).unwrap();
-    assert_eq!(&again[..], &request_golden()[..]);
+    assert_eq!(again.to_vec(), request_golden());
 }
 
 fn error_response_golden() -> Vec<u8> {
@@ -124,21 +125,21 @@ fn ok_response_golden() -> Vec<u8> {
 #[test]
 fn error_response_matches_golden_bytes() {
     let err = RpcError::new(ErrorCode::NoMethod, "no Echo2");
-    let mut out = OutputBuf::new();
+    let mut out = IOBuf::new();
     BaiduStd::pack_response(
         &mut out,
         &ResponseFrame {
             correlation_id: 300,
             error: Some(&err),
             compress_type: CompressType::None,
-            body: b"",
-            attachment: b"",
+            body: &IOBuf::new(),
+            attachment: &IOBuf::new(),
         },
     )
     .unwrap();
-    assert_eq!(&out[..], &error_response_golden()[..]);
+    assert_eq!(out.to_vec(), error_response_golden());
 
-    let mut buf = InputBuf::from(&error_response_golden()[..]);
+    let mut buf = IOBuf::from(&error_response_golden()[..]);
     let f = frame::parse_frame(&mut buf, DEFAULT_MAX_BODY_SIZE).unwrap();
     let r = f.meta.response.unwrap();
     assert_eq!(
@@ -151,9 +152,10 @@ fn error_response_matches_golden_bytes() {
 
 #[test]
 fn ok_response_matches_golden_bytes() {
-    let mut body = Vec::new();
-    spindle_rpc::compress::compress(CompressType::Snappy, ECHO_HI, &mut body).unwrap();
-    let mut out = OutputBuf::new();
+    let mut body = IOBuf::new();
+    spindle_rpc::compress::compress_iobuf(CompressType::Snappy, &IOBuf::from(ECHO_HI), &mut body)
+        .unwrap();
+    let mut out = IOBuf::new();
     BaiduStd::pack_response(
         &mut out,
         &ResponseFrame {
@@ -161,16 +163,17 @@ fn ok_response_matches_golden_bytes() {
             error: None,
             compress_type: CompressType::Snappy,
             body: &body,
-            attachment: b"att",
+            attachment: &IOBuf::from(&b"att"[..]),
         },
     )
     .unwrap();
-    assert_eq!(&out[..], &ok_response_golden()[..]);
+    assert_eq!(out.to_vec(), ok_response_golden());
 
-    let mut buf = InputBuf::from(&ok_response_golden()[..]);
+    let mut buf = IOBuf::from(&ok_response_golden()[..]);
     let f = frame::parse_frame(&mut buf, DEFAULT_MAX_BODY_SIZE).unwrap();
     assert_eq!(f.meta.response.unwrap().error_code, Some(0));
-    let plain = spindle_rpc::compress::decompress(CompressType::Snappy, &f.payload, 64).unwrap();
+    let plain =
+        spindle_rpc::compress::decompress(CompressType::Snappy, &f.payload.to_vec(), 64).unwrap();
     assert_eq!(&plain[..], ECHO_HI);
-    assert_eq!(&f.attachment[..], b"att");
+    assert_eq!(f.attachment, b"att");
 }

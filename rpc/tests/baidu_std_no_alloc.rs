@@ -2,7 +2,7 @@
 //! the declared size: a counting global allocator watches the parse.
 
 use spindle_rpc::policy::baidu_std::frame::parse_frame;
-use spindle_rpc::protocol::{InputBuf, ParseError, DEFAULT_MAX_BODY_SIZE};
+use spindle_rpc::protocol::{IOBuf, ParseError, DEFAULT_MAX_BODY_SIZE};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -32,7 +32,7 @@ fn declared_sizes_are_not_allocated() {
         let mut header = b"PRPC".to_vec();
         header.extend_from_slice(&body.to_be_bytes());
         header.extend_from_slice(&8u32.to_be_bytes());
-        let mut buf = InputBuf::from(&header[..]);
+        let mut buf = IOBuf::from(&header[..]);
         let before = ALLOCATED.load(Ordering::SeqCst);
         let r = parse_frame(&mut buf, limit);
         let used = ALLOCATED.load(Ordering::SeqCst) - before;
@@ -44,7 +44,7 @@ fn declared_sizes_are_not_allocated() {
     let mut header = b"PRPC".to_vec();
     header.extend_from_slice(&(1u32 << 20).to_be_bytes());
     header.extend_from_slice(&8u32.to_be_bytes());
-    let mut buf = InputBuf::from(&header[..]);
+    let mut buf = IOBuf::from(&header[..]);
     let before = ALLOCATED.load(Ordering::SeqCst);
     assert_eq!(
         parse_frame(&mut buf, DEFAULT_MAX_BODY_SIZE),

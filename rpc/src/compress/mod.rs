@@ -6,10 +6,16 @@
 //! payload that would inflate beyond it fails with [`CompressError::TooLarge`] after at most
 //! `max_len + 1` bytes were produced, so a small "zip bomb" cannot exhaust memory. Nothing is
 //! allocated from a size the sender declared before checking it against `max_len`.
+//!
+//! [`compress`] / [`decompress`] work on byte slices; [`compress_iobuf`] / [`decompress_iobuf`]
+//! are what protocols use: gzip and zlib stream through the IOBuf's pieces without gathering
+//! them, snappy (which needs one contiguous block) gathers only when the input spans blocks.
 
 mod gzip;
 mod snappy;
 
+use spindle_iobuf::IOBuf;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Compression of a message payload (`RpcMeta.compress_type`; brpc `CompressType`).
@@ -134,6 +140,56 @@ pub fn decompress(
     }
 }
 
+/// Appends `input` compressed with `ty` to `out` (`None` shares `input`'s blocks).
+pub fn compress_iobuf(
+    ty: CompressType,
+    input: &IOBuf,
+    out: &mut IOBuf,
+) -> Result<(), CompressError> {
+    match ty {
+        CompressType::None => {
+            out.append_iobuf(input);
+            Ok(())
+        }
+        CompressType::Snappy => {
+            let mut v = Vec::new();
+            snappy::compress(&contiguous(input), &mut v)?;
+            out.append_owned(IOBuf::from(v));
+            Ok(())
+        }
+        CompressType::Gzip | CompressType::Zlib => gzip::compress_iobuf(ty, input, out),
+    }
+}
+
+/// Returns `input` decompressed with `ty`, never producing more than `max_len` bytes
+/// ([`CompressError::TooLarge`] instead). `None` shares `input`'s blocks.
+pub fn decompress_iobuf(
+    ty: CompressType,
+    input: &IOBuf,
+    max_len: usize,
+) -> Result<IOBuf, CompressError> {
+    match ty {
+        CompressType::None => {
+            if input.len() > max_len {
+                return Err(CompressError::TooLarge { ty, limit: max_len });
+            }
+            Ok(input.clone())
+        }
+        CompressType::Snappy => snappy::decompress(&contiguous(input), max_len).map(IOBuf::from),
+        CompressType::Gzip | CompressType::Zlib => gzip::decompress_iobuf(ty, input, max_len),
+    }
+}
+
+/// The content as one slice: borrowed when it lies in one piece, gathered otherwise.
+fn contiguous(input: &IOBuf) -> Cow<'_, [u8]> {
+    let mut slices = input.slices();
+    match (slices.next(), slices.next()) {
+        (None, _) => Cow::Borrowed(&[]),
+        (Some(only), None) => Cow::Borrowed(only),
+        _ => Cow::Owned(input.to_vec()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +269,41 @@ mod tests {
         for ty in [CompressType::Snappy, CompressType::Gzip, CompressType::Zlib] {
             let err = decompress(ty, b"\x01\x02garbage", 1024).unwrap_err();
             assert!(matches!(err, CompressError::Corrupt { .. }), "{ty}: {err}");
+        }
+    }
+
+    /// An IOBuf whose content spans several pieces.
+    fn chained(data: &[u8]) -> IOBuf {
+        let mut b = IOBuf::new();
+        for part in data.chunks(97) {
+            b.append_owned(IOBuf::from(part));
+        }
+        b
+    }
+
+    #[test]
+    fn iobuf_round_trip_and_bound() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        let input = chained(&data);
+        for ty in ALL {
+            let mut c = IOBuf::new();
+            compress_iobuf(ty, &input, &mut c).unwrap();
+            let mut flat = Vec::new();
+            compress(ty, &data, &mut flat).unwrap();
+            assert_eq!(
+                decompress(ty, &c.to_vec(), data.len()).unwrap(),
+                data,
+                "{ty}"
+            );
+            let back = decompress_iobuf(ty, &chained(&c.to_vec()), data.len()).unwrap();
+            assert_eq!(back, data, "{ty}");
+            assert_eq!(
+                decompress_iobuf(ty, &c, data.len() - 1).unwrap_err(),
+                CompressError::TooLarge {
+                    ty,
+                    limit: data.len() - 1
+                }
+            );
         }
     }
 

@@ -1,11 +1,10 @@
 //! Test-only protocols, one per probing class, for the cut-loop tests.
 
 use super::{
-    ConnectionTypes, InputBuf, InputMessage, ParseContext, ParseError, ParseResult, Protocol,
+    ConnectionTypes, IOBuf, InputMessage, ParseContext, ParseError, ParseResult, Protocol,
     ProtocolClass,
 };
 use crate::socket::SocketId;
-use bytes::Bytes;
 use std::any::Any;
 
 /// A whole frame cut by a fake protocol.
@@ -13,7 +12,7 @@ use std::any::Any;
 #[allow(dead_code)] // `frame` is for debugging failed tests
 pub(crate) struct FakeMessage {
     pub(crate) socket_id: SocketId,
-    pub(crate) frame: Bytes,
+    pub(crate) frame: IOBuf,
 }
 
 impl InputMessage for FakeMessage {
@@ -28,10 +27,10 @@ impl InputMessage for FakeMessage {
     }
 }
 
-fn cut(source: &mut InputBuf, n: usize, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
+fn cut(source: &mut IOBuf, n: usize, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
     Ok(Box::new(FakeMessage {
         socket_id: ctx.socket_id,
-        frame: source.split_to(n).freeze(),
+        frame: source.split_to(n),
     }))
 }
 
@@ -48,19 +47,17 @@ impl Protocol for FakeMagic {
     fn supported_connection_types(&self) -> ConnectionTypes {
         ConnectionTypes::ALL
     }
-    fn parse(
-        &self,
-        source: &mut InputBuf,
-        ctx: &ParseContext,
-    ) -> ParseResult<Box<dyn InputMessage>> {
-        let n = source.len().min(4);
-        if source[..n] != b"MAGC"[..n] {
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
+        let mut head = [0u8; 5];
+        let got = source.copy_to(&mut head, 0);
+        let n = got.min(4);
+        if head[..n] != b"MAGC"[..n] {
             return Err(ParseError::TryOthers);
         }
-        if source.len() < 5 {
+        if got < 5 {
             return Err(ParseError::NotEnoughData);
         }
-        let len = usize::from(source[4]);
+        let len = usize::from(head[4]);
         if len > 100 {
             return Err(ParseError::TooBigData {
                 declared: len as u64,
@@ -87,13 +84,9 @@ impl Protocol for FakeHttp {
     fn supported_connection_types(&self) -> ConnectionTypes {
         ConnectionTypes::of(&[super::ConnectionType::Pooled, super::ConnectionType::Short])
     }
-    fn parse(
-        &self,
-        source: &mut InputBuf,
-        ctx: &ParseContext,
-    ) -> ParseResult<Box<dyn InputMessage>> {
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
         const METHODS: [&[u8]; 4] = [b"GET ", b"POST ", b"PUT ", b"HEAD "];
-        let data = &source[..];
+        let data = &source.to_vec()[..];
         let started = METHODS.iter().any(|m| data.starts_with(m));
         if !started {
             let prefix = METHODS
@@ -138,23 +131,19 @@ impl Protocol for FakeNshead {
     fn supported_connection_types(&self) -> ConnectionTypes {
         ConnectionTypes::ALL
     }
-    fn parse(
-        &self,
-        source: &mut InputBuf,
-        ctx: &ParseContext,
-    ) -> ParseResult<Box<dyn InputMessage>> {
-        if source.len() < 28 {
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
+        let mut head = [0u8; 36];
+        let got = source.copy_to(&mut head, 0);
+        if got < 28 {
             return Err(ParseError::NotEnoughData);
         }
-        if source[24..28] != Self::MAGIC.to_le_bytes() {
+        if head[24..28] != Self::MAGIC.to_le_bytes() {
             return Err(ParseError::TryOthers);
         }
-        if source.len() < 36 {
+        if got < 36 {
             return Err(ParseError::NotEnoughData);
         }
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&source[32..36]);
-        let body = u32::from_le_bytes(len) as usize;
+        let body = u32::from_le_bytes([head[32], head[33], head[34], head[35]]) as usize;
         if body > ctx.max_body_size {
             return Err(ParseError::TooBigData {
                 declared: body as u64,

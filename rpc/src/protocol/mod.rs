@@ -33,10 +33,11 @@
 //!
 //! # Buffers
 //!
-//! Parsing reads from an [`InputBuf`] and framing writes into an [`OutputBuf`]. Both are
-//! `bytes::BytesMut` until `spindle_iobuf::IOBuf` is available; parsers touch the buffer only
-//! through length, prefix peeks, `split_to` (cut, zero-copy) and `advance` (pop front), the
-//! operations IOBuf offers, so the switch is local to the aliases and the framing functions.
+//! Parsing reads from the socket's read buffer, an [`IOBuf`]: a parser peeks a header
+//! (`fetch_array` / `copy_to`, no consumption), decodes protobuf through a non-consuming
+//! cursor, and cuts the message off the front (`pop_front`, `split_to`: shares blocks, copies
+//! nothing). Framing appends into an [`IOBuf`]; bodies and attachments are appended by
+//! reference.
 
 mod auth;
 mod connection_type;
@@ -58,11 +59,7 @@ use std::any::Any;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-/// A socket's read buffer, from which protocols cut messages.
-pub type InputBuf = bytes::BytesMut;
-
-/// A buffer frames are written into.
-pub type OutputBuf = bytes::BytesMut;
+pub use spindle_iobuf::IOBuf;
 
 /// brpc's `max_body_size` default: 64 MiB. Larger declared bodies are refused before any
 /// allocation.
@@ -167,11 +164,7 @@ pub trait Protocol: Send + Sync + 'static {
     /// Cuts one message off the front of `source` (shared by client and server). Follows the
     /// [`ParseResult`] contract: consumes nothing unless it returns `Ok`, never panics, never
     /// allocates for a declared size larger than `ctx.max_body_size`.
-    fn parse(
-        &self,
-        source: &mut InputBuf,
-        ctx: &ParseContext,
-    ) -> ParseResult<Box<dyn InputMessage>>;
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>>;
 
     /// Connection types a channel may use with this protocol; empty for server-only protocols.
     fn supported_connection_types(&self) -> ConnectionTypes;
@@ -185,7 +178,7 @@ pub trait Protocol: Send + Sync + 'static {
     /// and compresses it as `call.compress_type` says, appending to `out`.
     fn serialize_request(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut IOBuf,
         request: &dyn MessageBody,
         call: &CallInfo<'_>,
     ) -> Result<(), RpcError> {
@@ -198,9 +191,9 @@ pub trait Protocol: Send + Sync + 'static {
     /// attachment, and credentials from `auth` when given (first message of a connection).
     fn pack_request(
         &self,
-        out: &mut OutputBuf,
+        out: &mut IOBuf,
         correlation_id: i64,
-        body: &[u8],
+        body: &IOBuf,
         call: &CallInfo<'_>,
         auth: Option<&dyn Authenticator>,
     ) -> Result<(), RpcError> {

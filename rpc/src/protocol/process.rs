@@ -4,7 +4,7 @@
 use crate::compress::CompressType;
 use crate::errors::RpcError;
 use crate::socket::SocketId;
-use bytes::Bytes;
+use spindle_iobuf::IOBuf;
 use std::collections::HashMap;
 
 /// A request ready for method lookup (what brpc's `ProcessRpcRequest` fills into the
@@ -20,9 +20,9 @@ pub struct ServerRequest {
     /// Method name.
     pub method: String,
     /// The request body, already decompressed.
-    pub payload: Bytes,
+    pub payload: IOBuf,
     /// The attachment (never compressed).
-    pub attachment: Bytes,
+    pub attachment: IOBuf,
     /// How the request body was compressed; a server answers in kind by default.
     pub compress_type: CompressType,
     /// `log_id` from the client, if any.
@@ -51,9 +51,9 @@ pub trait RequestSink: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResponseBody {
     /// The response body, already decompressed.
-    pub payload: Bytes,
+    pub payload: IOBuf,
     /// The attachment.
-    pub attachment: Bytes,
+    pub attachment: IOBuf,
     /// How the server compressed the body.
     pub compress_type: CompressType,
 }

@@ -26,7 +26,7 @@
 
 #[cfg(doc)]
 use super::ProtocolClass;
-use super::{InputBuf, InputMessage, ParseContext, ParseError, Protocol, ProtocolIndex};
+use super::{IOBuf, InputMessage, ParseContext, ParseError, Protocol, ProtocolIndex};
 use std::fmt;
 use std::sync::Arc;
 
@@ -176,7 +176,7 @@ impl std::error::Error for CutError {}
 /// when it returns [`CutResult::Message`] (or a protocol consumed a corrupt message before
 /// failing).
 pub fn cut_input_message(
-    buf: &mut InputBuf,
+    buf: &mut IOBuf,
     preferred: &mut Option<ProtocolIndex>,
     registry: &ProtocolRegistry,
     ctx: &ParseContext,
@@ -211,7 +211,7 @@ pub fn cut_input_message(
 
 /// One parse attempt; `None` means `TryOthers`.
 fn try_one(
-    buf: &mut InputBuf,
+    buf: &mut IOBuf,
     index: ProtocolIndex,
     protocol: &dyn Protocol,
     ctx: &ParseContext,
@@ -298,7 +298,7 @@ mod tests {
         let req = b"GET / HTTP/1.0\r\n\r\n";
         assert!(req.len() < 28);
         for n in 1..req.len() {
-            let mut buf = InputBuf::from(&req[..n]);
+            let mut buf = IOBuf::from(&req[..n]);
             let mut p = None;
             assert!(matches!(
                 cut_input_message(&mut buf, &mut p, &r, &ctx()),
@@ -306,7 +306,7 @@ mod tests {
             ));
             assert_eq!(buf.len(), n, "nothing consumed");
         }
-        let mut buf = InputBuf::from(&req[..]);
+        let mut buf = IOBuf::from(&req[..]);
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Message { protocol, .. } => assert_eq!(protocol, http),
             other => panic!("expected http message, got {other:?}"),
@@ -319,14 +319,14 @@ mod tests {
     fn short_magic_prefix_waits_and_becomes_preferred() {
         let (r, magic, _, _) = registry();
         let mut pref = None;
-        let mut buf = InputBuf::from(&b"MA"[..]);
+        let mut buf = IOBuf::from(&b"MA"[..]);
         assert!(matches!(
             cut_input_message(&mut buf, &mut pref, &r, &ctx()),
             CutResult::NotEnoughData
         ));
         // "MA" is also a possible nshead prefix, but the magic-at-front protocol claims it first.
         assert_eq!(pref, Some(magic));
-        buf.extend_from_slice(b"GC\x03xyz");
+        buf.append(b"GC\x03xyz");
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Message { protocol, .. } => assert_eq!(protocol, magic),
             other => panic!("{other:?}"),
@@ -339,17 +339,17 @@ mod tests {
         let (r, _, http, nshead) = registry();
         let mut pref = Some(http);
         let frame = FakeNshead::frame(b"body");
-        let mut buf = InputBuf::from(&frame[..20]);
+        let mut buf = IOBuf::from(&frame[..20]);
         // HTTP (preferred) says TryOthers on binary; nshead waits for its magic.
         assert!(matches!(
             cut_input_message(&mut buf, &mut pref, &r, &ctx()),
             CutResult::NotEnoughData
         ));
         assert_eq!(pref, Some(nshead));
-        buf.extend_from_slice(&frame[20..]);
+        buf.append(&frame[20..]);
         // At least 28 bytes: a preferred magic-in-middle protocol waits for its magic before it
         // can say no (as in brpc), so a protocol switch on one connection needs that much.
-        buf.extend_from_slice(b"GET /longer/path HTTP/1.1\r\n\r\n");
+        buf.append(b"GET /longer/path HTTP/1.1\r\n\r\n");
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Message { protocol, .. } => assert_eq!(protocol, nshead),
             other => panic!("{other:?}"),
@@ -367,13 +367,13 @@ mod tests {
     fn unknown_and_hard_errors_close() {
         let (r, magic, _, _) = registry();
         let mut pref = None;
-        let mut buf = InputBuf::from(&[0u8; 40][..]);
+        let mut buf = IOBuf::from(&[0u8; 40][..]);
         assert!(matches!(
             cut_input_message(&mut buf, &mut pref, &r, &ctx()),
             CutResult::Failed(CutError::UnknownProtocol)
         ));
         assert_eq!(buf.len(), 40);
-        let mut buf = InputBuf::from(&b"MAGC\xff"[..]);
+        let mut buf = IOBuf::from(&b"MAGC\xff"[..]);
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Failed(CutError::Protocol { protocol, error }) => {
                 assert_eq!(protocol, magic);
@@ -394,18 +394,19 @@ mod tests {
         let baidu = r.register(Arc::new(BaiduStd)).unwrap();
         assert_eq!(r.probe_order(), &[baidu, http, nshead]);
 
-        let mut frame = InputBuf::new();
+        let mut frame = IOBuf::new();
         let call = CallInfo {
             service: "example.EchoService",
             method: "Echo",
             ..CallInfo::default()
         };
         BaiduStd
-            .pack_request(&mut frame, 42, b"\x0a\x00", &call, None)
+            .pack_request(&mut frame, 42, &IOBuf::from(&b"\x0a\x00"[..]), &call, None)
             .unwrap();
+        let frame = frame.to_vec();
         // Every short prefix waits (baidu_std claims "P", "PR", ...; never nshead or HTTP).
         for n in 1..frame.len() {
-            let mut buf = InputBuf::from(&frame[..n]);
+            let mut buf = IOBuf::from(&frame[..n]);
             let mut pref = None;
             assert!(
                 matches!(
@@ -418,8 +419,8 @@ mod tests {
             assert_eq!(buf.len(), n);
         }
         // A whole frame followed by a short HTTP request on a fresh connection.
-        let mut buf = frame.clone();
-        buf.extend_from_slice(b"GET / HTTP/1.0\r\n\r\n");
+        let mut buf = IOBuf::from(&frame[..]);
+        buf.append(b"GET / HTTP/1.0\r\n\r\n");
         let mut pref = None;
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Message { protocol, message } => {
@@ -440,7 +441,7 @@ mod tests {
     fn stale_preferred_index_is_ignored() {
         let (r, _, http, _) = registry();
         let mut pref = Some(ProtocolIndex(99));
-        let mut buf = InputBuf::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
+        let mut buf = IOBuf::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
         assert!(matches!(
             cut_input_message(&mut buf, &mut pref, &r, &ctx()),
             CutResult::Message { .. }

@@ -20,13 +20,14 @@
 //!    and reports "try others", which closes the connection all the same; Spindle reports the
 //!    corruption directly.)
 //!
-//! Only step 5's success consumes input: the header and meta are dropped, payload and
-//! attachment are cut off the buffer without copying.
+//! Only step 5's success consumes input: the header and meta are popped, payload and
+//! attachment are cut off the buffer by reference (no copy). The meta is decoded through a
+//! non-consuming cursor before anything is popped.
 
 use crate::errors::{ErrorCode, RpcError};
 use crate::proto::brpc::policy::RpcMeta;
-use crate::protocol::{InputBuf, OutputBuf, ParseError, ParseResult};
-use bytes::{Buf, BufMut, Bytes};
+use crate::protocol::{IOBuf, ParseError, ParseResult};
+use bytes::Buf;
 use prost::Message;
 
 /// The 4-byte magic at the start of every frame.
@@ -42,16 +43,16 @@ pub struct Frame {
     pub meta: RpcMeta,
     /// The body after the meta, minus the attachment (still compressed if
     /// `meta.compress_type` says so).
-    pub payload: Bytes,
+    pub payload: IOBuf,
     /// The last `meta.attachment_size` bytes of the body.
-    pub attachment: Bytes,
+    pub attachment: IOBuf,
 }
 
 /// Cuts one frame off the front of `source` (see the module doc for the checks). Consumes input
 /// only on `Ok`; never panics; never allocates more than the bytes that arrived.
-pub fn parse_frame(source: &mut InputBuf, max_body_size: usize) -> ParseResult<Frame> {
+pub fn parse_frame(source: &mut IOBuf, max_body_size: usize) -> ParseResult<Frame> {
     let mut header = [0u8; HEADER_LEN];
-    let n = peek(source, &mut header);
+    let n = source.copy_to(&mut header, 0);
     let magic_len = n.min(MAGIC.len());
     if header[..magic_len] != MAGIC[..magic_len] {
         return Err(ParseError::TryOthers);
@@ -75,7 +76,9 @@ pub fn parse_frame(source: &mut InputBuf, max_body_size: usize) -> ParseResult<F
             "baidu_std meta_size={meta_size} is larger than body_size={body_size}"
         )));
     }
-    let meta = RpcMeta::decode(&source[HEADER_LEN..HEADER_LEN + meta_size])
+    let mut cursor = source.cursor();
+    cursor.advance(HEADER_LEN);
+    let meta = RpcMeta::decode(cursor.take(meta_size))
         .map_err(|e| ParseError::AbsolutelyWrong(format!("baidu_std meta does not decode: {e}")))?;
     let rest = body_size - meta_size;
     let attachment_size = match meta.attachment_size {
@@ -87,9 +90,9 @@ pub fn parse_frame(source: &mut InputBuf, max_body_size: usize) -> ParseResult<F
             )))
         }
     };
-    source.advance(HEADER_LEN + meta_size);
-    let payload = source.split_to(rest - attachment_size).freeze();
-    let attachment = source.split_to(attachment_size).freeze();
+    source.pop_front(HEADER_LEN + meta_size);
+    let payload = source.split_to(rest - attachment_size);
+    let attachment = source.split_to(attachment_size);
     Ok(Frame {
         meta,
         payload,
@@ -97,23 +100,16 @@ pub fn parse_frame(source: &mut InputBuf, max_body_size: usize) -> ParseResult<F
     })
 }
 
-/// Copies up to `dst.len()` bytes from the front of `source` without consuming them; returns
-/// how many were copied (IOBuf's `copy_to`).
-fn peek(source: &InputBuf, dst: &mut [u8]) -> usize {
-    let n = source.len().min(dst.len());
-    dst[..n].copy_from_slice(&source[..n]);
-    n
-}
-
-/// Appends one frame to `out`: header, `meta`, `payload`, `attachment`. The caller sets
+/// Appends one frame to `out`: header, `meta`, `payload`, `attachment` (the last two by
+/// reference: their blocks are shared, not copied). The caller sets
 /// `meta.attachment_size` (see [`set_attachment_size`]); this function checks it matches.
 /// Fails with `EREQUEST` if the body does not fit the 32-bit `body_size`, leaving `out`
 /// unchanged.
 pub fn write_frame(
-    out: &mut OutputBuf,
+    out: &mut IOBuf,
     meta: &RpcMeta,
-    payload: &[u8],
-    attachment: &[u8],
+    payload: &IOBuf,
+    attachment: &IOBuf,
 ) -> Result<(), RpcError> {
     let declared = meta.attachment_size.unwrap_or(0);
     if usize::try_from(declared).ok() != Some(attachment.len()) {
@@ -133,19 +129,20 @@ pub fn write_frame(
             format!("baidu_std body of {body_size} bytes does not fit a frame (max 4 GiB)"),
         ));
     };
-    out.reserve(HEADER_LEN + body_size as usize);
-    out.put_slice(&MAGIC);
-    out.put_u32(body_size);
-    out.put_u32(meta_size as u32);
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&MAGIC);
+    header[4..8].copy_from_slice(&body_size.to_be_bytes());
+    header[8..].copy_from_slice(&(meta_size as u32).to_be_bytes());
+    out.append(&header);
     meta.encode_raw(out);
-    out.put_slice(payload);
-    out.put_slice(attachment);
+    out.append_iobuf(payload);
+    out.append_iobuf(attachment);
     Ok(())
 }
 
 /// Sets `meta.attachment_size` as brpc does: present only for a non-empty attachment. Fails
 /// with `EREQUEST` for attachments over 2 GiB (the field is an `int32`).
-pub fn set_attachment_size(meta: &mut RpcMeta, attachment: &[u8]) -> Result<(), RpcError> {
+pub fn set_attachment_size(meta: &mut RpcMeta, attachment: &IOBuf) -> Result<(), RpcError> {
     meta.attachment_size = match attachment.len() {
         0 => None,
         n => Some(i32::try_from(n).map_err(|_| {

@@ -23,9 +23,9 @@ use crate::compress::{self, CompressType};
 use crate::errors::{ErrorCode, RpcError};
 use crate::proto::brpc::policy::{RpcMeta, RpcRequestMeta, RpcResponseMeta};
 use crate::protocol::{
-    Authenticator, CallInfo, ClientResponse, ConnectionTypes, InputBuf, InputMessage, MessageBody,
-    OutputBuf, ParseContext, ParseResult, Protocol, ProtocolClass, RequestSink, ResponseBody,
-    ResponseSink, ServerRequest,
+    Authenticator, CallInfo, ClientResponse, ConnectionTypes, IOBuf, InputMessage, MessageBody,
+    ParseContext, ParseResult, Protocol, ProtocolClass, RequestSink, ResponseBody, ResponseSink,
+    ServerRequest,
 };
 use crate::socket::SocketId;
 use bytes::Bytes;
@@ -65,9 +65,9 @@ pub struct ResponseFrame<'a> {
     /// Compression already applied to `body` (see [`BaiduStd::serialize_response`]).
     pub compress_type: CompressType,
     /// The serialized (and compressed) response message.
-    pub body: &'a [u8],
+    pub body: &'a IOBuf,
     /// The response attachment.
-    pub attachment: &'a [u8],
+    pub attachment: &'a IOBuf,
 }
 
 /// The baidu_std protocol. Stateless; register one instance.
@@ -81,7 +81,7 @@ impl BaiduStd {
     /// Serializes `message` and compresses it with `compress_type`, appending to `out` (the
     /// server's half of brpc's `SerializeRpcMessage`).
     pub fn serialize_response(
-        out: &mut Vec<u8>,
+        out: &mut IOBuf,
         message: &dyn MessageBody,
         compress_type: CompressType,
     ) -> Result<(), RpcError> {
@@ -89,18 +89,16 @@ impl BaiduStd {
     }
 
     /// Appends a response frame to `out` (brpc `SendRpcResponse`'s framing).
-    pub fn pack_response(
-        out: &mut OutputBuf,
-        response: &ResponseFrame<'_>,
-    ) -> Result<(), RpcError> {
+    pub fn pack_response(out: &mut IOBuf, response: &ResponseFrame<'_>) -> Result<(), RpcError> {
         let (code, text) = match response.error {
             // brpc never answers "-1"; it reports EINTERNAL instead.
             Some(e) if e.code.code() == -1 => (ErrorCode::Internal.code(), e.text.as_str()),
             Some(e) => (e.code.code(), e.text.as_str()),
             None => (0, ""),
         };
+        let empty = IOBuf::new();
         let (body, attachment) = match response.error {
-            Some(_) => (&[][..], &[][..]),
+            Some(_) => (&empty, &empty),
             None => (response.body, response.attachment),
         };
         let mut meta = RpcMeta {
@@ -153,7 +151,7 @@ impl BaiduStd {
 }
 
 fn serialize_body(
-    out: &mut Vec<u8>,
+    out: &mut IOBuf,
     message: &dyn MessageBody,
     compress_type: CompressType,
     code: ErrorCode,
@@ -162,9 +160,9 @@ fn serialize_body(
         message.encode_body(out);
         return Ok(());
     }
-    let mut raw = Vec::new();
+    let mut raw = IOBuf::new();
     message.encode_body(&mut raw);
-    compress::compress(compress_type, &raw, out)
+    compress::compress_iobuf(compress_type, &raw, out)
         .map_err(|e| RpcError::new(code, format!("failed to compress body: {e}")))
 }
 
@@ -179,15 +177,16 @@ fn downcast(msg: Box<dyn InputMessage>) -> Result<BaiduStdMessage, RpcError> {
 /// Undoes `compress_type` on `payload`, bounded by `max_body_size`.
 fn decompress_payload(
     compress_type: Option<i32>,
-    payload: Bytes,
+    payload: IOBuf,
     max_body_size: usize,
-) -> Result<(CompressType, Bytes), String> {
+) -> Result<(CompressType, IOBuf), String> {
     let ty = CompressType::from_code(compress_type.unwrap_or(0)).map_err(|e| e.to_string())?;
     if ty == CompressType::None {
         return Ok((ty, payload));
     }
-    let plain = compress::decompress(ty, &payload, max_body_size).map_err(|e| e.to_string())?;
-    Ok((ty, Bytes::from(plain)))
+    let plain =
+        compress::decompress_iobuf(ty, &payload, max_body_size).map_err(|e| e.to_string())?;
+    Ok((ty, plain))
 }
 
 impl Protocol for BaiduStd {
@@ -199,11 +198,7 @@ impl Protocol for BaiduStd {
         ProtocolClass::MagicAtFront
     }
 
-    fn parse(
-        &self,
-        source: &mut InputBuf,
-        ctx: &ParseContext,
-    ) -> ParseResult<Box<dyn InputMessage>> {
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
         let frame = frame::parse_frame(source, ctx.max_body_size)?;
         Ok(Box::new(BaiduStdMessage {
             socket_id: ctx.socket_id,
@@ -222,7 +217,7 @@ impl Protocol for BaiduStd {
 
     fn serialize_request(
         &self,
-        out: &mut Vec<u8>,
+        out: &mut IOBuf,
         request: &dyn MessageBody,
         call: &CallInfo<'_>,
     ) -> Result<(), RpcError> {
@@ -231,9 +226,9 @@ impl Protocol for BaiduStd {
 
     fn pack_request(
         &self,
-        out: &mut OutputBuf,
+        out: &mut IOBuf,
         correlation_id: i64,
-        body: &[u8],
+        body: &IOBuf,
         call: &CallInfo<'_>,
         auth: Option<&dyn Authenticator>,
     ) -> Result<(), RpcError> {

@@ -13,15 +13,19 @@ fn sid() -> SocketId {
     SocketId::new(3, 9)
 }
 
-fn request_frame(call: &CallInfo<'_>, correlation_id: i64, body: &[u8]) -> OutputBuf {
-    let mut out = OutputBuf::new();
+fn io(b: &[u8]) -> IOBuf {
+    IOBuf::from(b)
+}
+
+fn request_frame(call: &CallInfo<'_>, correlation_id: i64, body: &[u8]) -> IOBuf {
+    let mut out = IOBuf::new();
     BaiduStd
-        .pack_request(&mut out, correlation_id, body, call, None)
+        .pack_request(&mut out, correlation_id, &io(body), call, None)
         .unwrap();
     out
 }
 
-fn echo_call(attachment: &[u8]) -> CallInfo<'_> {
+fn echo_call(attachment: &IOBuf) -> CallInfo<'_> {
     CallInfo {
         service: "example.EchoService",
         method: "Echo",
@@ -40,7 +44,7 @@ fn header(body_size: u32, meta_size: u32) -> Vec<u8> {
 #[test]
 fn magic_prefixes_wait_and_others_move_on() {
     for p in [&b""[..], b"P", b"PR", b"PRP", b"PRPC", b"PRPC\0\0\0"] {
-        let mut buf = InputBuf::from(p);
+        let mut buf = IOBuf::from(p);
         assert_eq!(
             parse_frame(&mut buf, MAX),
             Err(ParseError::NotEnoughData),
@@ -55,7 +59,7 @@ fn magic_prefixes_wait_and_others_move_on() {
         b"HULU\0\0\0\0\0\0\0\0",
         b"GET / HTTP/1.1\r\n",
     ] {
-        let mut buf = InputBuf::from(p);
+        let mut buf = IOBuf::from(p);
         assert_eq!(
             parse_frame(&mut buf, MAX),
             Err(ParseError::TryOthers),
@@ -67,7 +71,7 @@ fn magic_prefixes_wait_and_others_move_on() {
 
 #[test]
 fn oversized_body_is_refused_from_the_header_alone() {
-    let mut buf = InputBuf::from(&header(u32::MAX, 10)[..]);
+    let mut buf = IOBuf::from(&header(u32::MAX, 10)[..]);
     assert_eq!(
         parse_frame(&mut buf, MAX),
         Err(ParseError::TooBigData {
@@ -75,7 +79,7 @@ fn oversized_body_is_refused_from_the_header_alone() {
             limit: MAX
         })
     );
-    let mut buf = InputBuf::from(&header(101, 0)[..]);
+    let mut buf = IOBuf::from(&header(101, 0)[..]);
     assert!(matches!(
         parse_frame(&mut buf, 100),
         Err(ParseError::TooBigData { .. })
@@ -88,7 +92,7 @@ fn corrupt_frames_are_absolutely_wrong() {
     // meta_size > body_size.
     let mut f = header(2, 3);
     f.extend_from_slice(&[0, 0]);
-    let mut buf = InputBuf::from(&f[..]);
+    let mut buf = IOBuf::from(&f[..]);
     assert!(matches!(
         parse_frame(&mut buf, MAX),
         Err(ParseError::AbsolutelyWrong(_))
@@ -97,7 +101,7 @@ fn corrupt_frames_are_absolutely_wrong() {
     // Undecodable meta: a field tag with wire type 7.
     let mut f = header(1, 1);
     f.push(0x0f);
-    let mut buf = InputBuf::from(&f[..]);
+    let mut buf = IOBuf::from(&f[..]);
     let err = parse_frame(&mut buf, MAX).unwrap_err();
     assert!(
         matches!(&err, ParseError::AbsolutelyWrong(m) if m.contains("decode")),
@@ -107,7 +111,7 @@ fn corrupt_frames_are_absolutely_wrong() {
     // attachment_size (field 5) = 10 but the body has no bytes after the meta.
     let mut f = header(2, 2);
     f.extend_from_slice(&[0x28, 10]);
-    let mut buf = InputBuf::from(&f[..]);
+    let mut buf = IOBuf::from(&f[..]);
     let err = parse_frame(&mut buf, MAX).unwrap_err();
     assert!(matches!(&err, ParseError::AbsolutelyWrong(m) if m.contains("attachment_size=10")));
 
@@ -116,7 +120,7 @@ fn corrupt_frames_are_absolutely_wrong() {
     f.extend_from_slice(&[
         0x28, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
     ]);
-    let mut buf = InputBuf::from(&f[..]);
+    let mut buf = IOBuf::from(&f[..]);
     assert!(matches!(
         parse_frame(&mut buf, MAX),
         Err(ParseError::AbsolutelyWrong(_))
@@ -125,17 +129,25 @@ fn corrupt_frames_are_absolutely_wrong() {
 
 #[test]
 fn two_frames_in_one_buffer() {
-    let mut buf = request_frame(&echo_call(b"a1"), 1, b"p1");
-    buf.extend_from_slice(&request_frame(&echo_call(b""), 2, b"p2"));
+    let mut buf = request_frame(&echo_call(&io(b"a1")), 1, b"p1");
+    buf.append_iobuf(&request_frame(&echo_call(&io(b"")), 2, b"p2"));
     let f1 = parse_frame(&mut buf, MAX).unwrap();
     let f2 = parse_frame(&mut buf, MAX).unwrap();
     assert!(buf.is_empty());
     assert_eq!(
-        (f1.meta.correlation_id, &f1.payload[..], &f1.attachment[..]),
+        (
+            f1.meta.correlation_id,
+            &f1.payload.to_vec()[..],
+            &f1.attachment.to_vec()[..]
+        ),
         (Some(1), &b"p1"[..], &b"a1"[..])
     );
     assert_eq!(
-        (f2.meta.correlation_id, &f2.payload[..], &f2.attachment[..]),
+        (
+            f2.meta.correlation_id,
+            &f2.payload.to_vec()[..],
+            &f2.attachment.to_vec()[..]
+        ),
         (Some(2), &b"p2"[..], &b""[..])
     );
     assert_eq!(f2.meta.attachment_size, None);
@@ -147,20 +159,20 @@ fn write_frame_checks_attachment_size() {
         attachment_size: Some(5),
         ..RpcMeta::default()
     };
-    let mut out = OutputBuf::new();
-    assert!(write_frame(&mut out, &meta, b"", b"abc").is_err());
+    let mut out = IOBuf::new();
+    assert!(write_frame(&mut out, &meta, &io(b""), &io(b"abc")).is_err());
     assert!(out.is_empty());
 }
 
 #[test]
 fn pack_request_needs_a_method() {
-    let mut out = OutputBuf::new();
+    let mut out = IOBuf::new();
     let call = CallInfo {
         service: "s",
         ..CallInfo::default()
     };
     let err = BaiduStd
-        .pack_request(&mut out, 1, b"", &call, None)
+        .pack_request(&mut out, 1, &IOBuf::new(), &call, None)
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::NoMethod);
 }
@@ -191,7 +203,7 @@ impl ResponseSink for Sink {
     }
 }
 
-fn parse_msg(buf: &mut OutputBuf) -> Box<dyn InputMessage> {
+fn parse_msg(buf: &mut IOBuf) -> Box<dyn InputMessage> {
     BaiduStd.parse(buf, &ParseContext::new(sid())).unwrap()
 }
 
@@ -199,15 +211,16 @@ fn parse_msg(buf: &mut OutputBuf) -> Box<dyn InputMessage> {
 struct Echo(&'static str);
 
 impl MessageBody for Echo {
-    fn encode_body(&self, out: &mut Vec<u8>) {
+    fn encode_body(&self, out: &mut IOBuf) {
         out.push(0x0a);
         out.push(self.0.len() as u8);
-        out.extend_from_slice(self.0.as_bytes());
+        out.append(self.0.as_bytes());
     }
 }
 
 #[test]
 fn request_round_trip_through_process_request() {
+    let att = io(b"ATT");
     for ty in [
         CompressType::None,
         CompressType::Snappy,
@@ -222,13 +235,13 @@ fn request_round_trip_through_process_request() {
             span_id: Some(2),
             parent_span_id: Some(3),
             request_id: Some("req-1"),
-            ..echo_call(b"ATT")
+            ..echo_call(&att)
         };
-        let mut body = Vec::new();
+        let mut body = IOBuf::new();
         BaiduStd
             .serialize_request(&mut body, &Echo("hello"), &call)
             .unwrap();
-        let mut buf = request_frame(&call, 77, &body);
+        let mut buf = request_frame(&call, 77, &body.to_vec());
         let sink = Sink::default();
         BaiduStd
             .process_request(parse_msg(&mut buf), &sink)
@@ -239,8 +252,8 @@ fn request_round_trip_through_process_request() {
             (r.service.as_str(), r.method.as_str()),
             ("example.EchoService", "Echo")
         );
-        assert_eq!(&r.payload[..], b"\x0a\x05hello", "{ty}");
-        assert_eq!(&r.attachment[..], b"ATT");
+        assert_eq!(&r.payload.to_vec()[..], b"\x0a\x05hello", "{ty}");
+        assert_eq!(&r.attachment.to_vec()[..], b"ATT");
         assert_eq!(
             (r.correlation_id, r.log_id, r.timeout_ms),
             (77, Some(11), Some(250))
@@ -254,17 +267,18 @@ fn request_round_trip_through_process_request() {
 
 #[test]
 fn bad_requests_are_answered_with_erequest() {
+    let no_att = IOBuf::new();
     let sink = Sink::default();
     // A response frame sent to a server.
-    let mut buf = OutputBuf::new();
+    let mut buf = IOBuf::new();
     BaiduStd::pack_response(
         &mut buf,
         &ResponseFrame {
             correlation_id: 5,
             error: None,
             compress_type: CompressType::None,
-            body: b"",
-            attachment: b"",
+            body: &IOBuf::new(),
+            attachment: &IOBuf::new(),
         },
     )
     .unwrap();
@@ -274,7 +288,7 @@ fn bad_requests_are_answered_with_erequest() {
     // A request claiming gzip with a body that is not gzip.
     let call = CallInfo {
         compress_type: CompressType::Gzip,
-        ..echo_call(b"")
+        ..echo_call(&no_att)
     };
     let mut buf = request_frame(&call, 6, b"not gzip");
     BaiduStd
@@ -291,8 +305,8 @@ fn bad_requests_are_answered_with_erequest() {
         correlation_id: Some(7),
         ..RpcMeta::default()
     };
-    let mut buf = OutputBuf::new();
-    write_frame(&mut buf, &meta, b"x", b"").unwrap();
+    let mut buf = IOBuf::new();
+    write_frame(&mut buf, &meta, &io(b"x"), &IOBuf::new()).unwrap();
     BaiduStd
         .process_request(parse_msg(&mut buf), &sink)
         .unwrap();
@@ -309,9 +323,9 @@ fn bad_requests_are_answered_with_erequest() {
 #[test]
 fn responses_reach_the_channel() {
     let sink = Sink::default();
-    let mut body = Vec::new();
+    let mut body = IOBuf::new();
     BaiduStd::serialize_response(&mut body, &Echo("pong"), CompressType::Snappy).unwrap();
-    let mut buf = OutputBuf::new();
+    let mut buf = IOBuf::new();
     BaiduStd::pack_response(
         &mut buf,
         &ResponseFrame {
@@ -319,7 +333,7 @@ fn responses_reach_the_channel() {
             error: None,
             compress_type: CompressType::Snappy,
             body: &body,
-            attachment: b"back",
+            attachment: &io(b"back"),
         },
     )
     .unwrap();
@@ -330,8 +344,8 @@ fn responses_reach_the_channel() {
             correlation_id: 10,
             error: Some(&err),
             compress_type: CompressType::None,
-            body: b"ignored",
-            attachment: b"ignored",
+            body: &io(b"ignored"),
+            attachment: &io(b"ignored"),
         },
     )
     .unwrap();
@@ -346,7 +360,7 @@ fn responses_reach_the_channel() {
     assert_eq!(got[0].correlation_id, 9);
     let ok = got[0].result.as_ref().unwrap();
     assert_eq!(
-        (&ok.payload[..], &ok.attachment[..]),
+        (&ok.payload.to_vec()[..], &ok.attachment.to_vec()[..]),
         (&b"\x0a\x04pong"[..], &b"back"[..])
     );
     assert_eq!(got[1].correlation_id, 10);
@@ -378,9 +392,15 @@ impl Authenticator for Token {
 
 #[test]
 fn credentials_travel_in_the_meta() {
-    let mut buf = OutputBuf::new();
+    let mut buf = IOBuf::new();
     BaiduStd
-        .pack_request(&mut buf, 1, b"", &echo_call(b""), Some(&Token(b"secret")))
+        .pack_request(
+            &mut buf,
+            1,
+            &IOBuf::new(),
+            &echo_call(&io(b"")),
+            Some(&Token(b"secret")),
+        )
         .unwrap();
     let msg = parse_msg(&mut buf);
     assert_eq!(BaiduStd.verify(msg.as_ref(), &Token(b"secret")), Ok(()));
@@ -391,7 +411,7 @@ fn credentials_travel_in_the_meta() {
             .code,
         ErrorCode::RpcAuth
     );
-    let mut buf = request_frame(&echo_call(b""), 1, b"");
+    let mut buf = request_frame(&echo_call(&io(b"")), 1, b"");
     let msg = parse_msg(&mut buf);
     assert_eq!(
         BaiduStd
@@ -435,15 +455,16 @@ proptest! {
     /// Any request frame parses back to what was packed, and every proper prefix of it waits.
     #[test]
     fn random_frames_round_trip((service, method, cid, log_id, payload, attachment) in arb_call()) {
-        let call = CallInfo { service: &service, method: &method, log_id, attachment: &attachment, ..CallInfo::default() };
-        let bytes = request_frame(&call, cid, &payload);
+        let att = io(&attachment);
+        let call = CallInfo { service: &service, method: &method, log_id, attachment: &att, ..CallInfo::default() };
+        let bytes = request_frame(&call, cid, &payload).to_vec();
         for cut in [0, 1, 3, 4, 11, 12, bytes.len() / 2, bytes.len() - 1] {
-            let mut prefix = InputBuf::from(&bytes[..cut.min(bytes.len() - 1)]);
+            let mut prefix = IOBuf::from(&bytes[..cut.min(bytes.len() - 1)]);
             let before = prefix.len();
             prop_assert_eq!(parse_frame(&mut prefix, MAX), Err(ParseError::NotEnoughData));
             prop_assert_eq!(prefix.len(), before);
         }
-        let mut buf = bytes.clone();
+        let mut buf = io(&bytes);
         let f = parse_frame(&mut buf, MAX).unwrap();
         prop_assert!(buf.is_empty());
         let req = f.meta.request.unwrap();
@@ -451,14 +472,14 @@ proptest! {
         prop_assert_eq!(req.method_name, method);
         prop_assert_eq!(req.log_id, log_id);
         prop_assert_eq!(f.meta.correlation_id, Some(cid));
-        prop_assert_eq!(&f.payload[..], &payload[..]);
-        prop_assert_eq!(&f.attachment[..], &attachment[..]);
+        prop_assert_eq!(&f.payload.to_vec(), &payload);
+        prop_assert_eq!(&f.attachment.to_vec(), &attachment);
     }
 
     /// Garbage never panics, and input that does not start like "PRPC" is never a message.
     #[test]
     fn garbage_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200), limit in 0usize..1000) {
-        let mut buf = InputBuf::from(&data[..]);
+        let mut buf = IOBuf::from(&data[..]);
         let r = parse_frame(&mut buf, limit);
         let n = data.len().min(4);
         if data[..n] != b"PRPC"[..n] {
@@ -474,7 +495,7 @@ proptest! {
     ) {
         let mut f = header(body_size, meta_size);
         f.extend_from_slice(&rest);
-        let mut buf = InputBuf::from(&f[..]);
+        let mut buf = IOBuf::from(&f[..]);
         match parse_frame(&mut buf, MAX) {
             Ok(frame) => {
                 prop_assert_eq!(buf.len(), f.len() - HEADER_LEN - body_size as usize);
@@ -483,4 +504,41 @@ proptest! {
             Err(_) => prop_assert_eq!(buf.len(), f.len()),
         }
     }
+}
+
+/// The same bytes spread over many pieces (as a socket's read buffer is after several reads).
+fn chained(bytes: &[u8], piece: usize) -> IOBuf {
+    let mut b = IOBuf::new();
+    for part in bytes.chunks(piece.max(1)) {
+        b.append_owned(IOBuf::from(part));
+    }
+    b
+}
+
+#[test]
+fn frames_spanning_many_pieces_parse_and_share_blocks() {
+    let att = io(&[7u8; 1000]);
+    let call = CallInfo {
+        log_id: Some(1 << 40),
+        ..echo_call(&att)
+    };
+    let bytes = request_frame(&call, -5, &[9u8; 3000]).to_vec();
+    for piece in [1, 7, 13, 64, 4096] {
+        let mut buf = chained(&bytes, piece);
+        let f = parse_frame(&mut buf, MAX).unwrap();
+        assert!(buf.is_empty(), "piece={piece}");
+        assert_eq!(f.meta.correlation_id, Some(-5));
+        assert_eq!(f.meta.request.as_ref().unwrap().log_id, Some(1 << 40));
+        assert_eq!(f.payload, vec![9u8; 3000]);
+        assert_eq!(f.attachment, vec![7u8; 1000]);
+    }
+    // Cutting shares the read buffer's blocks: no byte of the body is copied.
+    let mut buf = io(&bytes);
+    let input_block = buf.pieces().next().unwrap().block_id();
+    let f = parse_frame(&mut buf, MAX).unwrap();
+    assert_eq!(f.payload.pieces().next().unwrap().block_id(), input_block);
+    assert_eq!(
+        f.attachment.pieces().next().unwrap().block_id(),
+        input_block
+    );
 }
