@@ -7,7 +7,9 @@
 //! - [`policy`]: one module per wire protocol; [`policy::baidu_std`] so far.
 //! - [`compress`]: payload compression (snappy, gzip, zlib) with bounded decompression.
 //! - [`errors`]: brpc's RPC error codes, same numbers.
-//! - [`proto`]: generated protobuf messages of the wire formats.
+//! - [`service`]: what generated service code targets: descriptors, the `Service` dispatch trait,
+//!   the `ClientChannel` trait stubs call through (code generation: `spindle-rpc-build`).
+//! - [`proto`]: generated protobuf messages of the wire formats, and brpc's example echo service.
 //!
 //! Wire formats and the probing order are described in `docs/protocols.md`.
 
@@ -17,4 +19,5 @@ mod loom;
 pub mod policy;
 pub mod proto;
 pub mod protocol;
+pub mod service;
 pub mod socket;

@@ -12,3 +12,10 @@ pub mod brpc {
         include!(concat!(env!("OUT_DIR"), "/brpc.policy.rs"));
     }
 }
+
+/// brpc's example echo service (`package example`), with the code `spindle-rpc-build`
+/// generates: `EchoService` (implement it), `EchoServiceServer` (register it),
+/// `EchoServiceStub` (call it), `ECHO_SERVICE_DESCRIPTOR`.
+pub mod example {
+    include!(concat!(env!("OUT_DIR"), "/example.rs"));
+}
