@@ -13,6 +13,8 @@
 //!
 //! Wire formats and the probing order are described in `docs/protocols.md`.
 
+#![warn(missing_docs)]
+
 pub mod compress;
 pub mod errors;
 mod loom;

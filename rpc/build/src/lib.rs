@@ -25,6 +25,8 @@
 //!
 //! and in the crate: `include!(concat!(env!("OUT_DIR"), "/example.rs"));`.
 
+#![warn(missing_docs)]
+
 use prost_build::{Method, Service};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

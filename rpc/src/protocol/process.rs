@@ -29,8 +29,12 @@ pub struct ServerRequest {
     pub log_id: Option<i64>,
     /// The client's timeout, if it sent one.
     pub timeout_ms: Option<i32>,
-    /// Tracing ids: trace, span, parent span.
-    pub trace: (Option<i64>, Option<i64>, Option<i64>),
+    /// Tracing: the trace this call belongs to.
+    pub trace_id: Option<i64>,
+    /// Tracing: the client's span of this call.
+    pub span_id: Option<i64>,
+    /// Tracing: the span the client's span descends from.
+    pub parent_span_id: Option<i64>,
     /// `request_id` from the client, if any.
     pub request_id: Option<String>,
     /// Free-form key/values (`RpcMeta.user_fields`).

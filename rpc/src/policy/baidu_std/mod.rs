@@ -284,7 +284,9 @@ impl Protocol for BaiduStd {
             compress_type,
             log_id: request.log_id,
             timeout_ms: request.timeout_ms,
-            trace: (request.trace_id, request.span_id, request.parent_span_id),
+            trace_id: request.trace_id,
+            span_id: request.span_id,
+            parent_span_id: request.parent_span_id,
             request_id: request.request_id,
             user_fields: meta.user_fields,
         });

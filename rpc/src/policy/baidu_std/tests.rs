@@ -258,7 +258,10 @@ fn request_round_trip_through_process_request() {
             (r.correlation_id, r.log_id, r.timeout_ms),
             (77, Some(11), Some(250))
         );
-        assert_eq!(r.trace, (Some(1), Some(2), Some(3)));
+        assert_eq!(
+            (r.trace_id, r.span_id, r.parent_span_id),
+            (Some(1), Some(2), Some(3))
+        );
         assert_eq!(r.request_id.as_deref(), Some("req-1"));
         assert_eq!(r.compress_type, ty);
         assert_eq!(r.socket_id, sid());
