@@ -1,0 +1,25 @@
+//! spindle-rpc: the RPC stack of Spindle, laid out like brpc's `src/brpc`.
+//!
+//! - [`socket`]: versioned [`SocketId`](socket::SocketId)s over a slot table (brpc's
+//!   `SocketId` + `ResourcePool`); the `Socket` type comes with the server work.
+//! - [`protocol`]: the [`Protocol`](protocol::Protocol) trait, the registry and the input
+//!   messenger's cut loop ([`cut_input_message`](protocol::cut_input_message)).
+//! - [`policy`]: one module per wire protocol; [`policy::baidu_std`] so far.
+//! - [`compress`]: payload compression (snappy, gzip, zlib) with bounded decompression.
+//! - [`errors`]: brpc's RPC error codes, same numbers.
+//! - [`service`]: what generated service code targets: descriptors, the `Service` dispatch trait,
+//!   the `ClientChannel` trait stubs call through (code generation: `spindle-rpc-build`).
+//! - [`proto`]: generated protobuf messages of the wire formats, and brpc's example echo service.
+//!
+//! Wire formats and the probing order are described in `docs/protocols.md`.
+
+#![warn(missing_docs)]
+
+pub mod compress;
+pub mod errors;
+mod loom;
+pub mod policy;
+pub mod proto;
+pub mod protocol;
+pub mod service;
+pub mod socket;

@@ -1,0 +1,348 @@
+//! baidu_std (brpc's `policy/baidu_rpc_protocol`): brpc's native protocol, `"PRPC"` frames
+//! carrying an [`RpcMeta`] protobuf, the (optionally compressed) protobuf payload and a raw
+//! attachment. Byte-compatible with brpc C++ in both directions.
+//!
+//! - [`frame`]: the codec (parse / write one frame).
+//! - [`BaiduStd`]: the [`Protocol`] implementation: parse, serialize / pack requests, pack
+//!   responses, and the processing hooks that hand decoded requests to the server and decoded
+//!   responses to the channel.
+//!
+//! What Spindle writes into the meta, like brpc: requests carry `request` (service full name,
+//! method, optional log_id / trace ids / request_id / timeout_ms), `compress_type` (always,
+//! even 0), `correlation_id`, `attachment_size` (only when non-zero) and
+//! `authentication_data` (first message of a connection, when an authenticator is set).
+//! Responses carry `response.error_code` (always, 0 on success), `response.error_text` (only
+//! when non-empty), `correlation_id`, `compress_type`, and `attachment_size` when non-zero; a
+//! failed response has no payload or attachment. Newer brpc versions also write
+//! `content_type` and `checksum_*` defaults; Spindle leaves them absent, which every brpc
+//! version reads the same way. Checksums are not verified yet.
+
+pub mod frame;
+
+use crate::compress::{self, CompressType};
+use crate::errors::{ErrorCode, RpcError};
+use crate::proto::brpc::policy::{RpcMeta, RpcRequestMeta, RpcResponseMeta};
+use crate::protocol::{
+    Authenticator, CallInfo, ClientResponse, ConnectionTypes, IOBuf, InputMessage, MessageBody,
+    ParseContext, ParseResult, Protocol, ProtocolClass, RequestSink, ResponseBody, ResponseSink,
+    ServerRequest,
+};
+use crate::socket::SocketId;
+use bytes::Bytes;
+use frame::Frame;
+use std::any::Any;
+
+/// A baidu_std message cut from a socket (brpc's `MostCommonMessage`, with the meta decoded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BaiduStdMessage {
+    /// The socket it was read from.
+    pub socket_id: SocketId,
+    /// Meta, payload and attachment.
+    pub frame: Frame,
+    /// The `max_body_size` in force when it was parsed; bounds decompression.
+    pub max_body_size: usize,
+}
+
+impl InputMessage for BaiduStdMessage {
+    fn socket_id(&self) -> SocketId {
+        self.socket_id
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+        self
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A response as a server hands it to [`BaiduStd::pack_response`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseFrame<'a> {
+    /// The request's correlation id, echoed back.
+    pub correlation_id: i64,
+    /// The failure to report, or `None` for success. A failed response carries no body.
+    pub error: Option<&'a RpcError>,
+    /// Compression already applied to `body` (see [`BaiduStd::serialize_response`]).
+    pub compress_type: CompressType,
+    /// The serialized (and compressed) response message.
+    pub body: &'a IOBuf,
+    /// The response attachment.
+    pub attachment: &'a IOBuf,
+}
+
+/// The baidu_std protocol. Stateless; register one instance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BaiduStd;
+
+impl BaiduStd {
+    /// The protocol's name in options and logs.
+    pub const NAME: &'static str = "baidu_std";
+
+    /// Serializes `message` and compresses it with `compress_type`, appending to `out` (the
+    /// server's half of brpc's `SerializeRpcMessage`).
+    pub fn serialize_response(
+        out: &mut IOBuf,
+        message: &dyn MessageBody,
+        compress_type: CompressType,
+    ) -> Result<(), RpcError> {
+        serialize_body(out, message, compress_type, ErrorCode::Internal)
+    }
+
+    /// Appends a response frame to `out` (brpc `SendRpcResponse`'s framing).
+    pub fn pack_response(out: &mut IOBuf, response: &ResponseFrame<'_>) -> Result<(), RpcError> {
+        let (code, text) = match response.error {
+            // brpc never answers "-1"; it reports EINTERNAL instead.
+            Some(e) if e.code.code() == -1 => (ErrorCode::Internal.code(), e.text.as_str()),
+            Some(e) => (e.code.code(), e.text.as_str()),
+            None => (0, ""),
+        };
+        let empty = IOBuf::new();
+        let (body, attachment) = match response.error {
+            Some(_) => (&empty, &empty),
+            None => (response.body, response.attachment),
+        };
+        let mut meta = RpcMeta {
+            response: Some(RpcResponseMeta {
+                error_code: Some(code),
+                error_text: (!text.is_empty()).then(|| text.to_owned()),
+            }),
+            correlation_id: Some(response.correlation_id),
+            compress_type: Some(response.compress_type.code()),
+            ..RpcMeta::default()
+        };
+        frame::set_attachment_size(&mut meta, attachment)?;
+        frame::write_frame(out, &meta, body, attachment)
+    }
+
+    /// The `RpcMeta` of a request (shared by `pack_request` and tests).
+    fn request_meta(
+        correlation_id: i64,
+        call: &CallInfo<'_>,
+        auth: Option<&dyn Authenticator>,
+    ) -> Result<RpcMeta, RpcError> {
+        let authentication_data = match auth {
+            Some(a) => Some(Bytes::from(a.generate_credential().map_err(|e| {
+                RpcError::new(
+                    ErrorCode::Request,
+                    format!("failed to generate credential: {e}"),
+                )
+            })?)),
+            None => None,
+        };
+        let mut meta = RpcMeta {
+            request: Some(RpcRequestMeta {
+                service_name: call.service.to_owned(),
+                method_name: call.method.to_owned(),
+                log_id: call.log_id,
+                trace_id: call.trace_id,
+                span_id: call.span_id,
+                parent_span_id: call.parent_span_id,
+                request_id: call.request_id.map(str::to_owned),
+                timeout_ms: call.timeout_ms.filter(|t| *t > 0),
+            }),
+            compress_type: Some(call.compress_type.code()),
+            correlation_id: Some(correlation_id),
+            authentication_data,
+            ..RpcMeta::default()
+        };
+        frame::set_attachment_size(&mut meta, call.attachment)?;
+        Ok(meta)
+    }
+}
+
+fn serialize_body(
+    out: &mut IOBuf,
+    message: &dyn MessageBody,
+    compress_type: CompressType,
+    code: ErrorCode,
+) -> Result<(), RpcError> {
+    if compress_type == CompressType::None {
+        message.encode_body(out);
+        return Ok(());
+    }
+    let mut raw = IOBuf::new();
+    message.encode_body(&mut raw);
+    compress::compress_iobuf(compress_type, &raw, out)
+        .map_err(|e| RpcError::new(code, format!("failed to compress body: {e}")))
+}
+
+/// Downcasts a message from the cut loop; only baidu_std's own messages reach its hooks.
+fn downcast(msg: Box<dyn InputMessage>) -> Result<BaiduStdMessage, RpcError> {
+    msg.into_any()
+        .downcast::<BaiduStdMessage>()
+        .map(|m| *m)
+        .map_err(|_| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))
+}
+
+/// Undoes `compress_type` on `payload`, bounded by `max_body_size`.
+fn decompress_payload(
+    compress_type: Option<i32>,
+    payload: IOBuf,
+    max_body_size: usize,
+) -> Result<(CompressType, IOBuf), String> {
+    let ty = CompressType::from_code(compress_type.unwrap_or(0)).map_err(|e| e.to_string())?;
+    if ty == CompressType::None {
+        return Ok((ty, payload));
+    }
+    let plain =
+        compress::decompress_iobuf(ty, &payload, max_body_size).map_err(|e| e.to_string())?;
+    Ok((ty, plain))
+}
+
+impl Protocol for BaiduStd {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn class(&self) -> ProtocolClass {
+        ProtocolClass::MagicAtFront
+    }
+
+    fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
+        let frame = frame::parse_frame(source, ctx.max_body_size)?;
+        Ok(Box::new(BaiduStdMessage {
+            socket_id: ctx.socket_id,
+            frame,
+            max_body_size: ctx.max_body_size,
+        }))
+    }
+
+    fn supported_connection_types(&self) -> ConnectionTypes {
+        ConnectionTypes::ALL
+    }
+
+    fn serves(&self) -> bool {
+        true
+    }
+
+    fn serialize_request(
+        &self,
+        out: &mut IOBuf,
+        request: &dyn MessageBody,
+        call: &CallInfo<'_>,
+    ) -> Result<(), RpcError> {
+        serialize_body(out, request, call.compress_type, ErrorCode::Request)
+    }
+
+    fn pack_request(
+        &self,
+        out: &mut IOBuf,
+        correlation_id: i64,
+        body: &IOBuf,
+        call: &CallInfo<'_>,
+        auth: Option<&dyn Authenticator>,
+    ) -> Result<(), RpcError> {
+        if call.method.is_empty() {
+            return Err(RpcError::new(
+                ErrorCode::NoMethod,
+                "baidu_std request without a method name",
+            ));
+        }
+        let meta = Self::request_meta(correlation_id, call, auth)?;
+        frame::write_frame(out, &meta, body, call.attachment)
+    }
+
+    fn process_request(
+        &self,
+        msg: Box<dyn InputMessage>,
+        server: &dyn RequestSink,
+    ) -> Result<(), RpcError> {
+        let msg = downcast(msg)?;
+        let Frame {
+            meta,
+            payload,
+            attachment,
+        } = msg.frame;
+        let correlation_id = meta.correlation_id.unwrap_or(0);
+        let Some(request) = meta.request else {
+            server.reply_error(
+                msg.socket_id,
+                correlation_id,
+                RpcError::new(ErrorCode::Request, "baidu_std request has no request meta"),
+            );
+            return Ok(());
+        };
+        let (compress_type, payload) =
+            match decompress_payload(meta.compress_type, payload, msg.max_body_size) {
+                Ok(p) => p,
+                Err(why) => {
+                    server.reply_error(
+                        msg.socket_id,
+                        correlation_id,
+                        RpcError::new(ErrorCode::Request, format!("bad request body: {why}")),
+                    );
+                    return Ok(());
+                }
+            };
+        server.on_request(ServerRequest {
+            socket_id: msg.socket_id,
+            correlation_id,
+            service: request.service_name,
+            method: request.method_name,
+            payload,
+            attachment,
+            compress_type,
+            log_id: request.log_id,
+            timeout_ms: request.timeout_ms,
+            trace_id: request.trace_id,
+            span_id: request.span_id,
+            parent_span_id: request.parent_span_id,
+            request_id: request.request_id,
+            user_fields: meta.user_fields,
+        });
+        Ok(())
+    }
+
+    fn process_response(
+        &self,
+        msg: Box<dyn InputMessage>,
+        client: &dyn ResponseSink,
+    ) -> Result<(), RpcError> {
+        let msg = downcast(msg)?;
+        let Frame {
+            meta,
+            payload,
+            attachment,
+        } = msg.frame;
+        let correlation_id = meta.correlation_id.unwrap_or(0);
+        let response = meta.response.unwrap_or_default();
+        let result = match response.error_code.unwrap_or(0) {
+            0 => decompress_payload(meta.compress_type, payload, msg.max_body_size)
+                .map(|(compress_type, payload)| ResponseBody {
+                    payload,
+                    attachment,
+                    compress_type,
+                })
+                .map_err(|why| {
+                    RpcError::new(ErrorCode::Response, format!("bad response body: {why}"))
+                }),
+            code => Err(RpcError::new(
+                ErrorCode::from_code(code),
+                response.error_text.unwrap_or_default(),
+            )),
+        };
+        client.on_response(ClientResponse {
+            socket_id: msg.socket_id,
+            correlation_id,
+            result,
+        });
+        Ok(())
+    }
+
+    fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {
+        let msg = msg
+            .as_any()
+            .downcast_ref::<BaiduStdMessage>()
+            .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))?;
+        match &msg.frame.meta.authentication_data {
+            Some(credential) => auth.verify_credential(credential, None),
+            None => Err(RpcError::new(
+                ErrorCode::RpcAuth,
+                "first baidu_std message carries no authentication_data",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
