@@ -145,6 +145,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "miri supports only MAP_PRIVATE|MAP_ANONYMOUS mmap and no mprotect"
+    )]
     fn maps_with_guard() {
         let s = FiberStack::new(32 * 1024, 4096, StackSize::Small).unwrap();
         let (lo, hi) = s.guard_range();

@@ -84,11 +84,17 @@ impl Builder {
         self.spawn_inner(f, true)
     }
 
+    #[cfg_attr(miri, allow(unreachable_code))]
     fn spawn_inner<F, T>(self, f: F, urgent: bool) -> JoinHandle<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        #[cfg(miri)]
+        {
+            let _ = urgent;
+            return spawn_on_thread_under_miri(f);
+        }
         let control = control();
         let g = current_group();
         // SAFETY: a non-null group is this thread's live worker; the reference is not used after
@@ -141,6 +147,29 @@ impl Builder {
         }
         handle
     }
+}
+
+/// Miri cannot run the stack-switching core (inline assembly, `mmap`ed stacks with guard pages,
+/// the overflow signal handler). Under miri each spawned body runs on an OS thread instead, with
+/// the same `Packet`/`JoinHandle` and butex-based join, so the data structures built above the
+/// scheduler (ExecutionQueue, FiberId, the sync primitives) are still checked by miri. Code that
+/// asks "am I in a fiber?" sees a plain thread, which every primitive supports.
+#[cfg(miri)]
+fn spawn_on_thread_under_miri<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    use crate::fiber::join::Runnable;
+    static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let packet = Packet::new(f);
+    let runner = packet.clone();
+    std::thread::spawn(move || {
+        runner.run_body();
+        runner.publish();
+    });
+    JoinHandle::new(packet as Arc<_>, TaskId(id))
 }
 
 /// Starts `f` in a new fiber in the background.

@@ -84,10 +84,14 @@ pub fn child(kind: Kind, count: usize, workers: usize) -> ! {
             for _ in 0..count {
                 let started = started.clone();
                 // Dropping the handle detaches the fiber.
-                drop(spindle_runtime::Builder::new().stack_size(spindle_runtime::StackSize::Small).spawn(move || {
-                    started.fetch_add(1, Ordering::Release);
-                    spindle_runtime::sleep(LONG);
-                }));
+                drop(
+                    spindle_runtime::Builder::new()
+                        .stack_size(spindle_runtime::StackSize::Small)
+                        .spawn(move || {
+                            started.fetch_add(1, Ordering::Release);
+                            spindle_runtime::sleep(LONG);
+                        }),
+                );
             }
             wait_for(&started, count);
             (rss_bytes() as f64 - before as f64) / count as f64
