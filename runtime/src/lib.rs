@@ -49,3 +49,10 @@ pub use scheduler::builder::{
 };
 pub use scheduler::stats::Stats;
 pub use scheduler::{config, current_tag, current_worker, init, stats, InitError};
+
+/// The examples of the README and of the runtime guides compile and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../../docs/getting-started.md")]
+#[doc = include_str!("../../docs/runtime-primitives.md")]
+pub struct GuideDoctests;
