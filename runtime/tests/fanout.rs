@@ -29,7 +29,8 @@ fn fanout_tree_live_fibers_stay_bounded_by_workers_times_depth() {
         PEAK_ALIVE.store(0, Ordering::Relaxed);
         let n = spawn(|| node(DEPTH)).join().unwrap();
         assert_eq!(n, (1 << (DEPTH + 1)) - 1);
-        let workers = stats().workers as u64;
+        // At least 2: on one worker the oldest-first picks alone open a few subtrees.
+        let workers = (stats().workers as u64).max(2);
         let peak = PEAK_ALIVE.load(Ordering::Relaxed);
         // Depth-first: per worker about one path of started nodes plus their queued siblings
         // (2 * depth), a few more paths opened by steals and by the periodic oldest-first pick.
@@ -37,7 +38,7 @@ fn fanout_tree_live_fibers_stay_bounded_by_workers_times_depth() {
         let bound = 8 * workers * (u64::from(DEPTH) + 1);
         assert!(
             peak <= bound,
-            "peak live fibers {peak} > {bound} ({workers} workers, depth {DEPTH})"
+            "peak live fibers {peak} > {bound} (workers {workers}, depth {DEPTH})"
         );
     }
 }
