@@ -25,7 +25,7 @@ pub(crate) type Fiber = Coroutine<(), Suspend, (), FiberStack>;
 /// What a fiber asks of its worker when it switches out. The worker acts on it *after* the
 /// switch, once the fiber's context is saved, so nobody can resume the fiber too early.
 pub(crate) enum Suspend {
-    /// Put me back on the run queue behind what is ready.
+    /// Put me back behind what is ready (the worker's FIFO yield queue).
     Yield,
     /// Run this action with my `TaskRef`; it publishes me somewhere (a butex wait list) or hands
     /// me back to run again at once.

@@ -23,8 +23,10 @@ use crate::fiber::task::TaskRef;
 
 /// The part of a worker other threads see.
 pub(crate) struct WorkerShared {
-    /// Steals from the top of the worker's deque.
+    /// Steals from the top (oldest end) of the worker's deque.
     pub(crate) stealer: Stealer<TaskRef>,
+    /// Steals from the front of the worker's yield queue.
+    pub(crate) yield_stealer: Stealer<TaskRef>,
     /// Tasks handed to this worker by threads that are not workers of its tag.
     pub(crate) remote: RemoteTaskQueue<TaskRef>,
     /// The worker's counters.
@@ -84,14 +86,18 @@ impl TaskControl {
                 pending_signals: AtomicUsize::new(0),
             });
             for i in 0..per_tag {
-                let deque = Worker::new_fifo();
+                // The owner pops the newest task, thieves take the oldest (brpc's shape; see
+                // the run-queue section of task_group.rs).
+                let deque = Worker::new_lifo();
+                let yielded = Worker::new_fifo();
                 workers.push(WorkerShared {
                     stealer: deque.stealer(),
+                    yield_stealer: yielded.stealer(),
                     remote: RemoteTaskQueue::new(),
                     stats: WorkerStats::default(),
                     lot: i % nlots,
                 });
-                deques.push((t, deque));
+                deques.push((t, deque, yielded));
             }
         }
         let control: &'static TaskControl = Box::leak(Box::new(TaskControl {
@@ -103,10 +109,10 @@ impl TaskControl {
             external_created: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         }));
-        for (index, (tag, deque)) in deques.into_iter().enumerate() {
+        for (index, (tag, deque, yielded)) in deques.into_iter().enumerate() {
             std::thread::Builder::new()
                 .name(format!("spindle-worker-{tag}-{index}"))
-                .spawn(move || task_group::worker_main(control, index, tag, deque))
+                .spawn(move || task_group::worker_main(control, index, tag, deque, yielded))
                 .expect("spindle: cannot start a worker thread");
         }
         control

@@ -6,19 +6,38 @@
 //! safe: a fiber is published to a wait list only by code that runs after it stopped running, so
 //! nobody can resume it while it is still on its stack.
 //!
-//! Run queue: a FIFO deque (others steal from its head) plus a one-task LIFO slot, as in tokio.
-//! A spawned or woken fiber goes into the slot and runs next (warm caches: spawn+join and
-//! ping-pong never leave the core); the task it displaces goes to the back of the deque, where
-//! idle workers can steal it. The slot is not stealable, so an idle worker is signalled only when
-//! a task lands in the deque; and at most `LIFO_LIMIT` slot tasks run in a row before the deque
-//! gets a turn, so two fibers waking each other cannot starve the rest.
+//! Run queue, brpc's shape plus tokio's slot: a work-stealing deque that is LIFO for its owner
+//! (pushed and popped at the bottom) and FIFO for thieves (they steal the oldest, from the top),
+//! a one-task LIFO slot, and a FIFO yield queue.
+//! - A spawned or woken fiber goes into the slot and runs next (warm caches: spawn+join and
+//!   ping-pong never leave the core); the task it displaces goes to the bottom of the deque,
+//!   where idle workers can steal it. The slot is not stealable, so an idle worker is signalled
+//!   only when a task lands in the deque; and at most `LIFO_LIMIT` slot tasks run in a row before
+//!   the deque gets a turn, so two fibers waking each other cannot starve the rest.
+//! - Newest-first makes recursive fan-out (spawn children, join them) run depth-first: a worker
+//!   keeps about one root-to-leaf path of started fibers (each holding a stack) plus their queued
+//!   siblings, while thieves take the oldest, biggest subtrees. A FIFO owner expanded such a tree
+//!   breadth-first, with one live stack per started node: thousands of stacks mapped, touched
+//!   and unmapped per tree (the `fanout_tree` benchmark spent most of its time in the kernel).
+//! - A yielding fiber goes to the yield queue, behind everything ready, not to the deque's
+//!   bottom, where it would run again at once; yielders therefore take turns round-robin.
+//!   Thieves steal from the yield queue's front too.
+//! - The trade-off: newest-first is unfair to the oldest local tasks. So every
+//!   `FAIR_CHECK_INTERVAL`-th look takes the *oldest* local task instead (alternately the yield
+//!   queue's front and the deque's top): a fiber that keeps spawning delays what was queued
+//!   before it by at most about `FAIR_CHECK_INTERVAL` looks per task ahead of it, never forever
+//!   (idle workers, which steal the oldest first, usually take it sooner). The price is that
+//!   each such pick opens one more subtree of a running fan-out, so its live fibers grow slowly
+//!   with its length (a 2-million-node tree on 2 workers peaks at a few thousand live fibers,
+//!   against about 80 without the check and about a million breadth-first).
 //!
-//! Where the loop looks for work, in order: LIFO slot, own deque, own remote queue,
-//! then the other workers of its tag (random start, prime stride; their deques, then their remote
-//! queues), then it reads its parking lot's state, looks once more everywhere, and parks only if
-//! that last look failed (see `parking_lot.rs`). Every `REMOTE_CHECK_INTERVAL`-th look starts
-//! with the remote queue, so fibers handed over by other threads (every timer wake-up among
-//! them) cannot be starved by a worker whose own queue never runs dry.
+//! Where the loop looks for work, in order: LIFO slot, own deque (newest), own yield queue, own
+//! remote queue, then the other workers of its tag (random start, prime stride; their deques'
+//! oldest, their yield queues, then their remote queues), then it reads its parking lot's state,
+//! looks once more everywhere, and parks only if that last look failed (see `parking_lot.rs`).
+//! Every `REMOTE_CHECK_INTERVAL`-th look starts with the remote queue, so fibers handed over by
+//! other threads (every timer wake-up among them) cannot be starved by a worker whose own queue
+//! never runs dry; every `FAIR_CHECK_INTERVAL`-th look starts with the oldest local task.
 //!
 //! Thread-local hazard (DESIGN.md §2): a fiber can resume on another worker thread, and the
 //! compiler may keep a thread-local's address across the switch. The runtime reads its
@@ -88,6 +107,15 @@ const STRIDES: [usize; 8] = [1031, 1033, 1039, 1049, 1051, 1061, 1063, 1069];
 /// fibers, large enough that the lock-free local path dominates.
 const REMOTE_CHECK_INTERVAL: u32 = 61;
 
+/// How often (in looks for work) a worker takes its oldest local task instead of its newest.
+/// A prime, so it rarely coincides with `REMOTE_CHECK_INTERVAL`. The bound on starvation (a
+/// task `k` places from the oldest end runs within about `k * FAIR_CHECK_INTERVAL` looks, a
+/// look being one fiber run: tens of microseconds to a few milliseconds per place) against the
+/// depth-first shape of fan-out (each check opens one more subtree of a running tree). Measured
+/// on a 2-million-node spawn+join tree, 2 workers: peak live fibers about 15,000 at 127, 2,300
+/// at 1021, 80 without the check; time per node the same.
+const FAIR_CHECK_INTERVAL: u32 = 1021;
+
 /// Slot tasks run in a row before the deque gets a turn (tokio uses 3).
 const LIFO_LIMIT: u32 = 4;
 
@@ -103,9 +131,11 @@ pub(crate) struct TaskGroup {
     pub(crate) index: usize,
     /// The tag this worker serves.
     pub(crate) tag: usize,
-    /// Own run queue (FIFO): pushed at the back and popped at the front here, stolen from the
-    /// front by others.
+    /// Own run queue (LIFO for the owner): pushed and popped at the bottom here, stolen from
+    /// the top (oldest first) by others.
     deque: Worker<TaskRef>,
+    /// Fibers that yielded (FIFO): they run after what is ready; stealable from the front.
+    yielded: Worker<TaskRef>,
     /// The task to run next (not stealable).
     lifo: Cell<Option<TaskRef>>,
     /// Slot tasks run in a row.
@@ -131,6 +161,7 @@ pub(crate) fn worker_main(
     index: usize,
     tag: usize,
     deque: Worker<TaskRef>,
+    yielded: Worker<TaskRef>,
 ) {
     overflow::ensure_altstack();
     let group = TaskGroup {
@@ -138,6 +169,7 @@ pub(crate) fn worker_main(
         index,
         tag,
         deque,
+        yielded,
         lifo: Cell::new(None),
         lifo_streak: Cell::new(0),
         current: Cell::new(ptr::null_mut()),
@@ -221,14 +253,22 @@ impl TaskGroup {
         }
     }
 
-    /// Own deque, own remote queue, then stealing. Every `REMOTE_CHECK_INTERVAL`-th call looks
-    /// at the remote queue first, so fibers handed over by other threads (including every
-    /// timer wake-up) are not starved by a worker whose own deque never runs dry.
+    /// Slot, own deque (newest first), own yield queue, own remote queue, then stealing. Every
+    /// `REMOTE_CHECK_INTERVAL`-th call looks at the remote queue first, so fibers handed over by
+    /// other threads (including every timer wake-up) are not starved by a worker whose own deque
+    /// never runs dry; every `FAIR_CHECK_INTERVAL`-th call takes the *oldest* local task first
+    /// (alternately the yield queue's front and the deque's top), so a fiber that keeps
+    /// spawning cannot starve what was queued before it.
     fn find_task(&self) -> Option<TaskRef> {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % REMOTE_CHECK_INTERVAL == 0 {
             if let Some(t) = self.shared().remote.pop() {
+                return Some(t);
+            }
+        }
+        if tick % FAIR_CHECK_INTERVAL == 0 {
+            if let Some(t) = self.pop_oldest(tick / FAIR_CHECK_INTERVAL % 2 == 0) {
                 return Some(t);
             }
         }
@@ -245,13 +285,34 @@ impl TaskGroup {
         if let Some(t) = self.lifo.take() {
             return Some(t);
         }
+        if let Some(t) = self.yielded.pop() {
+            return Some(t);
+        }
         if let Some(t) = self.shared().remote.pop() {
             return Some(t);
         }
         self.steal()
     }
 
-    /// Steals from the other workers of the tag: random start, prime stride.
+    /// The oldest local task: the yield queue's front or the deque's top (taken through the
+    /// worker's own stealer), in the order `yield_first` says.
+    fn pop_oldest(&self, yield_first: bool) -> Option<TaskRef> {
+        let top = || loop {
+            match self.shared().stealer.steal() {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        };
+        if yield_first {
+            self.yielded.pop().or_else(top)
+        } else {
+            top().or_else(|| self.yielded.pop())
+        }
+    }
+
+    /// Steals from the other workers of the tag (random start, prime stride): from each, half of
+    /// its deque's oldest tasks, else its yield queue's front, else its remote queue's front.
     fn steal(&self) -> Option<TaskRef> {
         let tag = &self.control.tags[self.tag];
         let n = tag.count;
@@ -269,6 +330,16 @@ impl TaskGroup {
             let victim = &self.control.workers[i];
             loop {
                 match victim.stealer.steal_batch_and_pop(&self.deque) {
+                    Steal::Success(t) => {
+                        bump(&self.shared().stats.steals);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
+                }
+            }
+            loop {
+                match victim.yield_stealer.steal() {
                     Steal::Success(t) => {
                         bump(&self.shared().stats.steals);
                         return Some(t);
@@ -343,7 +414,7 @@ impl TaskGroup {
                     // Pick the next task before queueing the yielder, so that it runs only
                     // after what was ready when it yielded.
                     let next = self.find_task();
-                    self.deque.push(task);
+                    self.yielded.push(task);
                     match next {
                         Some(t) => task = t,
                         None => return,
