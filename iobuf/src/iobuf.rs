@@ -512,16 +512,18 @@ impl IOBuf {
     /// `None` if fewer than `N` bytes are available.
     #[inline]
     pub fn fetch_array<const N: usize>(&self) -> Option<[u8; N]> {
+        // Fast path: the bytes lie in the front piece (a header at the start of a read buffer):
+        // one slice read, no chain walk.
+        if let Some(r) = self.refs.front() {
+            if r.len as usize >= N {
+                return r.as_slice()[..N].try_into().ok();
+            }
+        }
         if self.len < N {
             return None;
         }
         let mut out = [0u8; N];
-        match self.refs.get(0) {
-            Some(r) if r.len as usize >= N => out.copy_from_slice(&r.as_slice()[..N]),
-            _ => {
-                self.copy_to(&mut out, 0);
-            }
-        }
+        self.copy_to(&mut out, 0);
         Some(out)
     }
 
