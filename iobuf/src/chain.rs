@@ -120,11 +120,11 @@ impl RefChain {
     #[cold]
     #[inline(never)]
     fn push_back_long(&mut self, r: BlockRef) {
-        let old = self.back.replace(r);
-        let middle = self
-            .middle
-            .get_or_insert_with(|| Box::new(VecDeque::with_capacity(FIRST_MIDDLE_CAPACITY)));
-        middle.extend(old);
+        if let Some(old) = self.back.replace(r) {
+            self.middle
+                .get_or_insert_with(|| Box::new(VecDeque::with_capacity(FIRST_MIDDLE_CAPACITY)))
+                .push_back(old);
+        }
     }
 
     /// Removes and returns the front reference.
