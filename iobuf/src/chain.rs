@@ -117,13 +117,41 @@ impl RefChain {
     }
 
     /// Appends `r` behind a chain of two or more: the old back moves to the middle part.
-    #[cold]
     #[inline(never)]
     fn push_back_long(&mut self, r: BlockRef) {
         if let Some(old) = self.back.replace(r) {
             self.middle
                 .get_or_insert_with(|| Box::new(VecDeque::with_capacity(FIRST_MIDDLE_CAPACITY)))
                 .push_back(old);
+        }
+    }
+
+    /// Moves every reference of `other` behind the last one of `self`, in order, leaving `other`
+    /// empty. The middle part moves as a block (no per-piece work when `self` has at most one
+    /// piece: the boxes are swapped). Pieces are not merged: the caller merges the first one.
+    pub(crate) fn append_chain(&mut self, other: &mut RefChain) {
+        let Some(first) = other.front.take() else {
+            return;
+        };
+        self.push_back(first);
+        let Some(last) = other.back.take() else {
+            return;
+        };
+        match other.middle.as_mut() {
+            Some(om) if !om.is_empty() => {
+                if self.back.is_none() && self.middle_len() == 0 {
+                    // `self` is [front]: other's middle becomes ours as is.
+                    std::mem::swap(&mut self.middle, &mut other.middle);
+                } else {
+                    let m = self.middle.get_or_insert_with(|| {
+                        Box::new(VecDeque::with_capacity(FIRST_MIDDLE_CAPACITY))
+                    });
+                    m.extend(self.back.take());
+                    m.append(om);
+                }
+                self.back = Some(last);
+            }
+            _ => self.push_back(last),
         }
     }
 
@@ -243,6 +271,18 @@ mod tests {
                     c.push_back(tagged(&block, next));
                     model.push_back(next);
                     next += 1;
+                }
+                2 if x % 7 == 0 => {
+                    // Move a chain of 0..6 pieces behind ours.
+                    let mut other = RefChain::new();
+                    for _ in 0..(x >> 8) % 7 {
+                        other.push_back(tagged(&block, next));
+                        model.push_back(next);
+                        next += 1;
+                    }
+                    c.append_chain(&mut other);
+                    assert_eq!(other.len(), 0);
+                    assert!(other.iter().next().is_none());
                 }
                 2 => assert_eq!(c.pop_front().map(|r| r.offset), model.pop_front()),
                 3 => assert_eq!(c.pop_back().map(|r| r.offset), model.pop_back()),

@@ -289,8 +289,13 @@ impl IOBuf {
             std::mem::swap(self, &mut other);
             return;
         }
-        while let Some(r) = other.refs.pop_front() {
-            self.push_back_ref(r);
+        let total = other.len;
+        if let Some(first) = other.refs.pop_front() {
+            // The first piece may continue our last one; the rest moves as a block.
+            let first_len = first.len as usize;
+            self.push_back_ref(first);
+            self.refs.append_chain(&mut other.refs);
+            self.len += total - first_len;
         }
         other.len = 0;
     }
@@ -321,6 +326,18 @@ impl IOBuf {
     #[inline(never)]
     fn cutn_slow(&mut self, out: &mut IOBuf, n: usize) -> usize {
         let n = n.min(self.len);
+        if n == self.len && n > 0 {
+            // Everything moves (a whole message or attachment): the first piece may continue
+            // `out`'s last one, the rest moves as a block. Our write reservation stays ours.
+            if let Some(first) = self.refs.pop_front() {
+                let first_len = first.len as usize;
+                out.push_back_ref(first);
+                out.refs.append_chain(&mut self.refs);
+                out.len += n - first_len;
+            }
+            self.len = 0;
+            return n;
+        }
         let mut left = n;
         while left > 0 {
             let Some(front) = self.refs.front_mut() else {
