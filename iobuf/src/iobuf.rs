@@ -128,6 +128,13 @@ impl IOBuf {
     #[inline(always)]
     pub(crate) fn push_back_ref(&mut self, r: BlockRef) {
         debug_assert!(r.len > 0);
+        if self.len == 0 {
+            // Empty (no piece, module invariant): nothing to merge with, e.g. a fresh message
+            // receiving its body from `cutn`.
+            self.len = r.len as usize;
+            self.refs.push_back(r);
+            return;
+        }
         self.len += r.len as usize;
         if let Some(back) = self.refs.back_mut() {
             if back.block.same(&r.block)
