@@ -171,18 +171,30 @@ impl IOBuf {
         self.push_tail_piece(pos, n);
     }
 
-    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it).
+    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it). When
+    /// that fills the block (a `readv` filling whole blocks), the reservation is used up: its
+    /// handle becomes the piece's, sparing a reference-count increment now and a decrement when
+    /// the reservation would have been dropped.
     #[inline(never)]
     fn push_tail_piece(&mut self, pos: usize, n: usize) {
         let Some(t) = self.tail.as_ref() else {
             return;
         };
-        let r = BlockRef {
-            block: t.block.clone(),
+        let block = if t.pos == t.cap {
+            // Nothing left to reserve: `[pos, cap)` of the reservation is now all content, so
+            // there is nothing to give back (`size == cap` stays right).
+            match self.tail.take() {
+                Some(t) => t.block,
+                None => return,
+            }
+        } else {
+            t.block.clone()
+        };
+        self.refs.push_back(BlockRef {
+            block,
             offset: pos as u32,
             len: n as u32,
-        };
-        self.refs.push_back(r);
+        });
     }
 
     /// Makes sure a write reservation with at least one free byte exists: adopts the free end of
