@@ -3,8 +3,10 @@
 //! A read fills, in order, the free part of the portal's current tail block (its write
 //! reservation, kept from the previous read) and then fresh blocks. The last block that received
 //! bytes and still has room stays reserved as the tail, so a stream of small reads fills one
-//! block after another instead of wasting a block per read. Fresh blocks that received nothing
-//! go straight back to the per-thread cache.
+//! block after another instead of wasting a block per read. Fresh blocks are taken from the
+//! per-thread cache in one access (`block_cache::take_many`) and those that received nothing go
+//! back in one access (`block_cache::recycle_many`), so a 512 KiB read that finds 100 KiB waiting
+//! costs two cache accesses, not a hundred.
 //!
 //! Messages are cut from the front with [`IOBuf::cutn`] (sharing the blocks) while the portal
 //! keeps appending behind them: pieces already handed out are never written again (block
