@@ -6,7 +6,7 @@
 //! block after another instead of wasting a block per read. Fresh blocks are taken from the
 //! per-thread cache in one access (`block_cache::take_many`) and those that received nothing go
 //! back in one access (`block_cache::recycle_many`), so a 512 KiB read that finds 100 KiB waiting
-//! costs two cache accesses, not a hundred.
+//! costs two cache accesses instead of one per block.
 //!
 //! Messages are cut from the front with [`IOBuf::cutn`] (sharing the blocks) while the portal
 //! keeps appending behind them: pieces already handed out are never written again (block
