@@ -380,6 +380,26 @@ mod loom_tests {
     }
 
     #[test]
+    fn loom_clone_racing_a_drop_keeps_the_count() {
+        // A clone on one thread races the drop of another handle on another thread (whose
+        // last-handle check may see either count): the block is released exactly once, after
+        // every handle is gone.
+        loom::model(|| {
+            let runs = Arc::new(StdAtomicUsize::new(0));
+            let a = counted_block(&runs);
+            let b = a.clone();
+            let t = loom::thread::spawn(move || drop(b));
+            let c = a.clone();
+            drop(a);
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+            t.join().unwrap();
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 0);
+            drop(c);
+            assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
     fn loom_competing_reservations_have_one_winner() {
         loom::model(|| {
             let b = Block::allocate();

@@ -59,6 +59,57 @@ pub(crate) fn take() -> Block {
     }
 }
 
+/// Fills every `None` slot of `out` with a block (`refs == 1`, `size == 0`): from this thread's
+/// cache in a single borrow, the rest from the allocator. One thread-local access for a whole
+/// `readv` batch instead of one per block.
+#[inline(never)]
+pub(crate) fn take_many(out: &mut [Option<Block>]) {
+    if !cfg!(loom) {
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                for slot in out.iter_mut().filter(|s| s.is_none()) {
+                    match c.free.pop() {
+                        Some(b) => *slot = Some(b),
+                        None => break,
+                    }
+                }
+            }
+        });
+    }
+    for slot in out.iter_mut().filter(|s| s.is_none()) {
+        *slot = Some(Block::allocate());
+    }
+}
+
+/// Returns the free pooled blocks (`refs == 1`, `size == 0`) of `blocks` to this thread's cache
+/// in a single borrow; those that do not fit (or when the cache is gone) go to the allocator.
+/// Empties every slot.
+#[inline(never)]
+pub(crate) fn recycle_many(blocks: &mut [Option<Block>]) {
+    if !cfg!(loom) {
+        // As in `recycle`, blocks stay outside the closure until pushed, so none is dropped
+        // inside the borrow.
+        let _ = CACHE.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                if c.free.capacity() == 0 {
+                    c.free.reserve_exact(MAX_CACHED_BLOCKS);
+                }
+                for slot in blocks.iter_mut() {
+                    if c.free.len() == MAX_CACHED_BLOCKS {
+                        break;
+                    }
+                    if let Some(b) = slot.take() {
+                        c.free.push(b);
+                    }
+                }
+            }
+        });
+    }
+    for b in blocks.iter_mut().filter_map(Option::take) {
+        b.destroy();
+    }
+}
+
 /// Returns a free pooled block (`refs == 1`, `size == 0`) to this thread's cache, or to the
 /// allocator when the cache is full or gone.
 #[inline(never)]

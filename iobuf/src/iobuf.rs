@@ -128,6 +128,13 @@ impl IOBuf {
     #[inline(always)]
     pub(crate) fn push_back_ref(&mut self, r: BlockRef) {
         debug_assert!(r.len > 0);
+        if self.len == 0 {
+            // Empty (no piece, module invariant): nothing to merge with, e.g. a fresh message
+            // receiving its body from `cutn`.
+            self.len = r.len as usize;
+            self.refs.push_back(r);
+            return;
+        }
         self.len += r.len as usize;
         if let Some(back) = self.refs.back_mut() {
             if back.block.same(&r.block)
@@ -164,18 +171,30 @@ impl IOBuf {
         self.push_tail_piece(pos, n);
     }
 
-    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it).
+    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it). When
+    /// that fills the block (a `readv` filling whole blocks), the reservation is used up: its
+    /// handle becomes the piece's, sparing a reference-count increment now and a decrement when
+    /// the reservation would have been dropped.
     #[inline(never)]
     fn push_tail_piece(&mut self, pos: usize, n: usize) {
         let Some(t) = self.tail.as_ref() else {
             return;
         };
-        let r = BlockRef {
-            block: t.block.clone(),
+        let block = if t.pos == t.cap {
+            // Nothing left to reserve: `[pos, cap)` of the reservation is now all content, so
+            // there is nothing to give back (`size == cap` stays right).
+            match self.tail.take() {
+                Some(t) => t.block,
+                None => return,
+            }
+        } else {
+            t.block.clone()
+        };
+        self.refs.push_back(BlockRef {
+            block,
             offset: pos as u32,
             len: n as u32,
-        };
-        self.refs.push_back(r);
+        });
     }
 
     /// Makes sure a write reservation with at least one free byte exists: adopts the free end of
@@ -289,8 +308,13 @@ impl IOBuf {
             std::mem::swap(self, &mut other);
             return;
         }
-        while let Some(r) = other.refs.pop_front() {
-            self.push_back_ref(r);
+        let total = other.len;
+        if let Some(first) = other.refs.pop_front() {
+            // The first piece may continue our last one; the rest moves as a block.
+            let first_len = first.len as usize;
+            self.push_back_ref(first);
+            self.refs.append_chain(&mut other.refs);
+            self.len += total - first_len;
         }
         other.len = 0;
     }
@@ -321,6 +345,18 @@ impl IOBuf {
     #[inline(never)]
     fn cutn_slow(&mut self, out: &mut IOBuf, n: usize) -> usize {
         let n = n.min(self.len);
+        if n == self.len && n > 0 {
+            // Everything moves (a whole message or attachment): the first piece may continue
+            // `out`'s last one, the rest moves as a block. Our write reservation stays ours.
+            if let Some(first) = self.refs.pop_front() {
+                let first_len = first.len as usize;
+                out.push_back_ref(first);
+                out.refs.append_chain(&mut self.refs);
+                out.len += n - first_len;
+            }
+            self.len = 0;
+            return n;
+        }
         let mut left = n;
         while left > 0 {
             let Some(front) = self.refs.front_mut() else {
@@ -512,16 +548,18 @@ impl IOBuf {
     /// `None` if fewer than `N` bytes are available.
     #[inline]
     pub fn fetch_array<const N: usize>(&self) -> Option<[u8; N]> {
+        // Fast path: the bytes lie in the front piece (a header at the start of a read buffer):
+        // one slice read, no chain walk.
+        if let Some(r) = self.refs.front() {
+            if r.len as usize >= N {
+                return r.as_slice()[..N].try_into().ok();
+            }
+        }
         if self.len < N {
             return None;
         }
         let mut out = [0u8; N];
-        match self.refs.get(0) {
-            Some(r) if r.len as usize >= N => out.copy_from_slice(&r.as_slice()[..N]),
-            _ => {
-                self.copy_to(&mut out, 0);
-            }
-        }
+        self.copy_to(&mut out, 0);
         Some(out)
     }
 

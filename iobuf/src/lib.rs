@@ -5,7 +5,7 @@
 //! An [`IOBuf`] is a chain of references `(block, offset, length)` into shared, ref-counted,
 //! fixed-size blocks (8 KiB by default). Appending bytes copies them into blocks once; from then
 //! on, appending one IOBuf to another, cutting a message off the front, or cloning moves
-//! references and copies nothing. Chains of one or two pieces live inline in the `IOBuf` value.
+//! references and copies nothing. The first and last pieces live inline in the `IOBuf` value.
 //!
 //! - [`IOPortal::append_from_fd`] reads with `readv` into blocks, keeping a partially filled tail
 //!   block for the next read; [`IOBuf::cut_into_fd`] / [`IOBuf::cut_multiple_into_fd`] write

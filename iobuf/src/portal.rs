@@ -3,13 +3,16 @@
 //! A read fills, in order, the free part of the portal's current tail block (its write
 //! reservation, kept from the previous read) and then fresh blocks. The last block that received
 //! bytes and still has room stays reserved as the tail, so a stream of small reads fills one
-//! block after another instead of wasting a block per read. Fresh blocks that received nothing
-//! go straight back to the per-thread cache.
+//! block after another instead of wasting a block per read. Fresh blocks are taken from the
+//! per-thread cache in one access (`block_cache::take_many`) and those that received nothing go
+//! back in one access (`block_cache::recycle_many`), so a 512 KiB read that finds 100 KiB waiting
+//! costs two cache accesses instead of one per block.
 //!
 //! Messages are cut from the front with [`IOBuf::cutn`] (sharing the blocks) while the portal
 //! keeps appending behind them: pieces already handed out are never written again (block
 //! invariant 3).
 
+use crate::block::Block;
 use crate::block_cache;
 use crate::iobuf::{IOBuf, WriteTail};
 use std::io;
@@ -49,42 +52,43 @@ impl IOPortal {
                 "IOPortal::append_from_fd: max must be > 0",
             ));
         }
-        let mut tails: [Option<WriteTail>; MAX_READ_BLOCKS] = std::array::from_fn(|_| None);
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; MAX_READ_BLOCKS];
-        let mut count = 0;
-        let mut space = 0usize;
         // The kept tail first (the IOBuf adopts or creates one if it has none).
         self.buf.ensure_tail();
-        while space < max && count < MAX_READ_BLOCKS {
-            let t = match (count, self.buf.tail.take()) {
-                (0, Some(t)) => t,
-                _ => {
-                    let block = block_cache::take();
-                    let cap = block.cap();
-                    let ok = block.try_reserve(0, cap);
-                    debug_assert!(ok, "a fresh block is unique and empty");
-                    WriteTail {
-                        block,
-                        pos: 0,
-                        cap: cap as u32,
-                    }
-                }
-            };
-            let n = t.room().min(max - space);
-            iov[count] = libc::iovec {
-                iov_base: t.write_ptr() as *mut libc::c_void,
+        let first = self
+            .buf
+            .tail
+            .take()
+            .expect("ensure_tail leaves a reservation");
+        let first_len = first.room().min(max);
+        iov[0] = libc::iovec {
+            iov_base: first.write_ptr() as *mut libc::c_void,
+            iov_len: first_len,
+        };
+        // Then as many fresh blocks as `max` asks for, taken from the thread cache in one go.
+        let cap = first.cap as usize;
+        let fresh_count = (max - first_len).div_ceil(cap).min(MAX_READ_BLOCKS - 1);
+        let mut fresh: [Option<Block>; MAX_READ_BLOCKS - 1] = std::array::from_fn(|_| None);
+        block_cache::take_many(&mut fresh[..fresh_count]);
+        let mut space = first_len;
+        for (i, slot) in fresh[..fresh_count].iter().enumerate() {
+            let b = slot.as_ref().expect("filled by take_many");
+            let ok = b.try_reserve(0, b.cap());
+            debug_assert!(ok, "a fresh block is unique and empty");
+            let n = b.cap().min(max - space);
+            iov[i + 1] = libc::iovec {
+                iov_base: b.data() as *mut libc::c_void,
                 iov_len: n,
             };
             space += n;
-            tails[count] = Some(t);
-            count += 1;
         }
+        let count = fresh_count + 1;
         let result = loop {
-            // SAFETY: each iovec describes the free, reserved part of a block we hold in `tails`
-            // (nobody else reads or writes it), and `count <= MAX_READ_BLOCKS`.
+            // SAFETY: each iovec describes the free, reserved part of a block we hold (`first`
+            // and `fresh`; nobody else reads or writes it), and `count <= MAX_READ_BLOCKS`.
             let rc = unsafe { libc::readv(fd, iov.as_ptr(), count as libc::c_int) };
             if rc >= 0 {
                 break Ok(rc as usize);
@@ -94,24 +98,26 @@ impl IOPortal {
                 break Err(err);
             }
         };
-        let read = match result {
-            Ok(n) => n,
-            Err(e) => {
-                // Keep the first reservation for the next read; fresh blocks go back.
-                self.buf.tail = tails[0].take();
-                return Err(e);
-            }
-        };
-        let mut left = read;
-        for (i, slot) in tails.iter_mut().enumerate().take(count) {
-            let t = slot.take().expect("filled above");
-            // The first block stays the tail even if nothing was read, later ones only if they
-            // received bytes.
-            if i > 0 && left == 0 {
+        // On error nothing was read: every fresh block goes back below.
+        let read = *result.as_ref().unwrap_or(&0);
+        // The first block stays the tail even if nothing was read.
+        self.buf.tail = Some(first);
+        let n = read.min(first_len);
+        self.buf.commit_tail(n);
+        let mut left = read - n;
+        // Fresh blocks that received bytes become the tail in turn (the previous one is full up
+        // to what was read into it: give back its end); the others go back to the cache.
+        for (i, slot) in fresh[..fresh_count].iter_mut().enumerate() {
+            if left == 0 {
                 break;
             }
-            let n = left.min(iov[i].iov_len);
-            // Previous tail (if any) is full up to what was read into it: give back its end.
+            let block = slot.take().expect("filled by take_many");
+            let n = left.min(iov[i + 1].iov_len);
+            let t = WriteTail {
+                pos: 0,
+                cap: block.cap() as u32,
+                block,
+            };
             if let Some(old) = self.buf.tail.replace(t) {
                 // SAFETY: we held the reservation [pos, cap) and handed out nothing past pos.
                 unsafe { old.block.shrink_reservation(old.pos as usize) };
@@ -119,6 +125,13 @@ impl IOPortal {
             self.buf.commit_tail(n);
             left -= n;
         }
+        for b in fresh[..fresh_count].iter().flatten() {
+            // SAFETY: unused fresh block: we hold its whole reservation [0, cap) and handed out
+            // nothing, so it is back to `refs == 1`, `size == 0`, as the cache requires.
+            unsafe { b.shrink_reservation(0) };
+        }
+        block_cache::recycle_many(&mut fresh[..fresh_count]);
+        result?;
         Ok(read)
     }
 

@@ -1,6 +1,6 @@
 //! Inline copy for the tiny writes that dominate serialisation (headers, varints, short fields).
 //!
-//! A call to `memcpy` costs more than copying 1..=32 bytes with a couple of overlapping unaligned
+//! A call to `memcpy` costs more than copying 1..=64 bytes with a few overlapping unaligned
 //! loads and stores, so appends of small slices copy inline and only larger ones call `memcpy`.
 
 use std::ptr::{read_unaligned, write_unaligned};
@@ -22,6 +22,16 @@ pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
                 let b = read_unaligned(src.add(n - 16) as *const u128);
                 write_unaligned(dst as *mut u128, a);
                 write_unaligned(dst.add(n - 16) as *mut u128, b);
+            } else if n <= 64 {
+                // First 32 and last 32 bytes (overlapping in the middle).
+                let a = read_unaligned(src as *const u128);
+                let b = read_unaligned(src.add(16) as *const u128);
+                let c = read_unaligned(src.add(n - 32) as *const u128);
+                let d = read_unaligned(src.add(n - 16) as *const u128);
+                write_unaligned(dst as *mut u128, a);
+                write_unaligned(dst.add(16) as *mut u128, b);
+                write_unaligned(dst.add(n - 32) as *mut u128, c);
+                write_unaligned(dst.add(n - 16) as *mut u128, d);
             } else {
                 std::ptr::copy_nonoverlapping(src, dst, n);
             }
@@ -48,9 +58,9 @@ pub(crate) unsafe fn copy_bytes(src: *const u8, dst: *mut u8, n: usize) {
 mod tests {
     #[test]
     fn every_small_length() {
-        let src: Vec<u8> = (1..=80).collect();
-        for n in 0..=70 {
-            let mut dst = vec![0u8; 80];
+        let src: Vec<u8> = (1..=90).collect();
+        for n in 0..=80 {
+            let mut dst = vec![0u8; 90];
             // SAFETY: both buffers hold at least n bytes and are distinct.
             unsafe { super::copy_bytes(src.as_ptr(), dst.as_mut_ptr(), n) };
             assert_eq!(&dst[..n], &src[..n]);

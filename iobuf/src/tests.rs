@@ -531,6 +531,13 @@ enum Op {
     CutIntoSlice(usize),
     Clear,
     CloneAndDropOriginal,
+    /// `append_owned` of the other buffer (moves its chain as a block).
+    MoveOtherIn,
+    /// `cutn` of everything into the other buffer (whole-chain fast path).
+    CutAllToOther,
+    /// `fetch_array::<12>` + `pop_front(12)` + `cutn(n)`: the framed-message pattern (front-piece
+    /// fast paths).
+    CutFrame(usize),
 }
 
 fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
@@ -558,6 +565,9 @@ fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
         1 => (0usize..500).prop_map(Op::CutIntoSlice),
         1 => Just(Op::Clear),
         1 => Just(Op::CloneAndDropOriginal),
+        1 => Just(Op::MoveOtherIn),
+        1 => Just(Op::CutAllToOther),
+        2 => (0usize..300).prop_map(Op::CutFrame),
     ]
 }
 
@@ -648,6 +658,35 @@ proptest::proptest! {
                 }
                 Op::Clear => { a.clear(); ma.clear(); }
                 Op::CloneAndDropOriginal => { let c = a.clone(); a = c; }
+                Op::MoveOtherIn => {
+                    a.append_owned(std::mem::take(&mut other));
+                    ma.extend(mo.drain(..));
+                }
+                Op::CutAllToOther => {
+                    let k = a.cutn(&mut other, a.len());
+                    proptest::prop_assert_eq!(k, ma.len());
+                    mo.extend(ma.drain(..));
+                }
+                Op::CutFrame(n) => {
+                    let h = a.fetch_array::<12>();
+                    if ma.len() < 12 {
+                        proptest::prop_assert_eq!(h, None);
+                    } else {
+                        let want: Vec<u8> = ma.iter().take(12).copied().collect();
+                        proptest::prop_assert_eq!(&h.unwrap()[..], &want[..]);
+                        proptest::prop_assert_eq!(a.pop_front(12), 12);
+                        ma.drain(..12);
+                        let mut msg = IOBuf::new();
+                        let k = a.cutn(&mut msg, n);
+                        proptest::prop_assert_eq!(k, n.min(ma.len()));
+                        let want: Vec<u8> = ma.drain(..k).collect();
+                        check_invariants(&msg);
+                        proptest::prop_assert_eq!(msg.to_vec(), want.clone());
+                        // The message goes on to the other buffer, as a messenger would.
+                        other.append_owned(msg);
+                        mo.extend(want);
+                    }
+                }
             }
             check_invariants(&a);
             check_invariants(&other);

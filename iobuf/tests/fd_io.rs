@@ -2,7 +2,7 @@
 //! IOV_MAX, several buffers in one writev. (System calls: not run under miri.)
 #![cfg(unix)]
 
-use spindle_iobuf::{block_size, IOBuf, IOPortal, IOV_MAX, MAX_READ_BLOCKS};
+use spindle_iobuf::{block_size, cached_blocks, IOBuf, IOPortal, IOV_MAX, MAX_READ_BLOCKS};
 use std::io::ErrorKind;
 use std::os::fd::RawFd;
 
@@ -104,6 +104,53 @@ fn partial_reads_honour_max() {
     drop(w);
     assert_eq!(p.append_from_fd(r.0, 4).unwrap(), 0, "Ok(0) is EOF");
     assert_eq!(*p, "0123456789");
+}
+
+#[test]
+fn fresh_blocks_are_taken_in_a_batch_and_unused_ones_go_back_to_the_cache() {
+    let bs = block_size();
+    let (r, w) = socketpair();
+    // Warm the thread cache so every fresh block of the reads below comes from it.
+    drop(read_all_of(&pattern(MAX_READ_BLOCKS * bs)));
+    let warm = cached_blocks();
+    assert!(warm > 0);
+    let mut p = IOPortal::new();
+    // 2.5 blocks of data offered to a read that could take 64 blocks: three blocks receive
+    // bytes, every other prepared block returns to the cache.
+    let data = pattern(bs * 5 / 2);
+    raw_write(&w, &data);
+    let mut got = 0;
+    while got < data.len() {
+        got += p.append_from_fd(r.0, MAX_READ_BLOCKS * bs).unwrap();
+    }
+    assert_eq!(*p, data[..]);
+    assert_eq!(p.backing_block_num(), 3);
+    assert_eq!(cached_blocks(), warm - 3, "unused fresh blocks went back");
+    // The next read continues in the kept tail block, then a fresh one.
+    raw_write(&w, &data[..bs]);
+    assert_eq!(p.append_from_fd(r.0, bs).unwrap(), bs);
+    assert_eq!(p.len(), data.len() + bs);
+    assert_eq!(p.backing_block_num(), 4);
+    // An error (EAGAIN) gives every fresh block back and keeps the content.
+    set_nonblocking(&r);
+    let e = p.append_from_fd(r.0, MAX_READ_BLOCKS * bs).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert_eq!(p.len(), data.len() + bs);
+    assert_eq!(cached_blocks(), warm - 4);
+    let mut want = data.clone();
+    want.extend_from_slice(&data[..bs]);
+    assert_eq!(*p, want[..]);
+}
+
+/// Writes `data` through a socketpair and reads it back with a portal (on this thread).
+fn read_all_of(data: &[u8]) -> IOBuf {
+    let (r, w) = socketpair();
+    let owned = data.to_vec();
+    let t = std::thread::spawn(move || raw_write(&w, &owned));
+    let out = read_all(r, MAX_READ_BLOCKS * block_size());
+    t.join().unwrap();
+    assert_eq!(out, data);
+    out
 }
 
 #[test]
