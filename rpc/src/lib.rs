@@ -17,6 +17,8 @@
 
 pub mod compress;
 pub mod errors;
+pub mod event_dispatcher;
+pub mod input_messenger;
 mod loom;
 pub mod policy;
 pub mod proto;
