@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod compress;
 pub mod errors;
 pub mod event_dispatcher;
@@ -23,5 +24,6 @@ mod loom;
 pub mod policy;
 pub mod proto;
 pub mod protocol;
+pub mod server;
 pub mod service;
 pub mod socket;

@@ -5,7 +5,6 @@
 //!   [`SOCKET_MAP`], its life cycle and failure.
 //! - [`write`]: the lock-free write list (`Socket::write`) and the "keep writing" fiber.
 
-#[allow(dead_code)] // used by the server and channel
 pub(crate) mod sockaddr;
 #[allow(clippy::module_inception)]
 pub mod socket;

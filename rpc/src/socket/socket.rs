@@ -273,7 +273,6 @@ pub(crate) fn set_int_opt(fd: RawFd, level: i32, opt: i32, value: i32) {
 }
 
 /// `getsockopt(SO_ERROR)`: the pending error of a socket (a connect in progress).
-#[allow(dead_code)]
 pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<()> {
     let mut err: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;

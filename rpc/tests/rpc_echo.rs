@@ -1,0 +1,342 @@
+//! End-to-end tests on loopback: the generated echo service over a real `Server` and `Channel`.
+
+mod common;
+
+use common::{echo, echo_server, stub};
+use spindle_iobuf::IOBuf;
+use spindle_rpc::channel::{Channel, ChannelOptions};
+use spindle_rpc::errors::ErrorCode;
+use spindle_rpc::proto::example::{EchoRequest, ECHO_SERVICE_DESCRIPTOR};
+use spindle_rpc::server::ServerOptions;
+use spindle_rpc::service::{CallContext, MethodDescriptor};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+#[test]
+fn echo_from_thread_and_fiber_with_attachment() {
+    let server = echo_server(ServerOptions::default());
+    let stub = stub(&server, ChannelOptions::default());
+    assert_eq!(echo(&stub, "hello").unwrap(), "hello");
+
+    let mut ctx = CallContext {
+        request_attachment: IOBuf::from(&b"attached bytes"[..]),
+        ..CallContext::default()
+    };
+    let r = stub
+        .echo(
+            &mut ctx,
+            &EchoRequest {
+                message: "with attachment".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(r.message, "with attachment");
+    assert_eq!(ctx.response_attachment.to_vec(), b"attached bytes");
+
+    let stub = Arc::new(stub);
+    let s2 = stub.clone();
+    let from_fiber = spindle_runtime::spawn(move || echo(&s2, "from a fiber"))
+        .join()
+        .unwrap();
+    assert_eq!(from_fiber.unwrap(), "from a fiber");
+
+    let err = echo(&stub, "fail").unwrap_err();
+    assert_eq!(err.code, ErrorCode::Internal);
+    assert!(err.text.contains("asked to fail"), "{err}");
+}
+
+/// Many client fibers share one channel (one multiplexed connection): every answer matches its
+/// request, so responses are matched by correlation id even when pipelined.
+#[test]
+fn many_concurrent_fibers_pipelined_on_one_connection() {
+    let server = echo_server(ServerOptions::default());
+    let stub = Arc::new(stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 10_000,
+            ..Default::default()
+        },
+    ));
+    let handles: Vec<_> = (0..32)
+        .map(|f| {
+            let stub = stub.clone();
+            spindle_runtime::spawn(move || {
+                for i in 0..100 {
+                    let msg = format!("fiber {f} call {i} {}", "x".repeat(i * 7));
+                    let mut ctx = CallContext {
+                        request_attachment: IOBuf::from(msg.as_bytes()),
+                        ..CallContext::default()
+                    };
+                    let r = stub
+                        .echo(
+                            &mut ctx,
+                            &EchoRequest {
+                                message: msg.clone(),
+                            },
+                        )
+                        .unwrap();
+                    assert_eq!(r.message, msg);
+                    assert_eq!(ctx.response_attachment.to_vec(), msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn async_calls_run_their_callback_once() {
+    let server = echo_server(ServerOptions::default());
+    let addr = server.local_addr().unwrap().to_string();
+    let ch = Channel::new(
+        &addr,
+        ChannelOptions {
+            timeout_ms: 10_000,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
+    let (tx, rx) = mpsc::channel();
+    for i in 0..200 {
+        let tx = tx.clone();
+        let req = EchoRequest {
+            message: format!("async {i}"),
+        };
+        ch.call_method_async(method, &CallContext::default(), &req, move |r| {
+            tx.send((i, r)).unwrap();
+        });
+    }
+    drop(tx);
+    let mut seen = [false; 200];
+    for (i, r) in rx.iter() {
+        let body = r.unwrap().payload;
+        let resp: spindle_rpc::proto::example::EchoResponse = prost::Message::decode(body).unwrap();
+        assert_eq!(resp.message, format!("async {i}"));
+        assert!(!seen[i], "callback ran twice");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+}
+
+/// A slow handler: the call times out with ERPCTIMEDOUT; the late response is dropped and the
+/// connection keeps working.
+#[test]
+fn timeout_then_late_response_is_dropped() {
+    let server = echo_server(ServerOptions::default());
+    let stub = stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 100,
+            ..Default::default()
+        },
+    );
+    let err = echo(&stub, "sleep:400").unwrap_err();
+    assert_eq!(err.code, ErrorCode::RpcTimedOut, "{err}");
+    std::thread::sleep(Duration::from_millis(500)); // the late response arrives meanwhile
+    assert_eq!(echo(&stub, "after").unwrap(), "after");
+}
+
+fn read_until_closed(mut s: TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Garbage, a corrupt baidu_std frame and an oversized one each close only their own
+/// connection; a channel on another connection keeps working.
+#[test]
+fn bad_input_closes_only_its_connection() {
+    let server = echo_server(ServerOptions::default());
+    let stub = stub(&server, ChannelOptions::default());
+    assert_eq!(echo(&stub, "before").unwrap(), "before");
+    let addr = server.local_addr().unwrap();
+    let mut oversized = b"PRPC".to_vec();
+    oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+    oversized.extend_from_slice(&4u32.to_be_bytes());
+    let mut corrupt = b"PRPC".to_vec();
+    corrupt.extend_from_slice(&4u32.to_be_bytes());
+    corrupt.extend_from_slice(&100u32.to_be_bytes()); // meta_size > body_size
+    corrupt.extend_from_slice(b"abcd");
+    for bad in [
+        b"GET-ish garbage that no protocol claims\r\n\r\n".to_vec(),
+        oversized,
+        corrupt,
+    ] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&bad).unwrap();
+        assert!(
+            read_until_closed(s),
+            "server did not close the bad connection"
+        );
+        assert_eq!(echo(&stub, "still alive").unwrap(), "still alive");
+    }
+}
+
+#[test]
+fn unknown_service_and_method() {
+    static NO_SERVICE: MethodDescriptor = MethodDescriptor {
+        service: "example.NoSuchService",
+        name: "Echo",
+        index: 0,
+        input_type: "example.EchoRequest",
+        output_type: "example.EchoResponse",
+    };
+    static NO_METHOD: MethodDescriptor = MethodDescriptor {
+        service: "example.EchoService",
+        name: "NoSuchMethod",
+        index: 1,
+        input_type: "example.EchoRequest",
+        output_type: "example.EchoResponse",
+    };
+    let server = echo_server(ServerOptions::default());
+    let addr = server.local_addr().unwrap().to_string();
+    let ch = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let req = EchoRequest {
+        message: "x".into(),
+    };
+    let e = ch
+        .call_method(&NO_SERVICE, &CallContext::default(), &req)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoService, "{e}");
+    let e = ch
+        .call_method(&NO_METHOD, &CallContext::default(), &req)
+        .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NoMethod, "{e}");
+}
+
+#[test]
+fn method_max_concurrency_answers_elimit() {
+    let mut options = ServerOptions::default();
+    options
+        .method_max_concurrency
+        .insert("example.EchoService.Echo".into(), 1);
+    let server = echo_server(options);
+    // Two connections: a handler blocking in place delays later reads of its own connection.
+    let stub = stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 5_000,
+            ..Default::default()
+        },
+    );
+    let s2 = common::stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 5_000,
+            ..Default::default()
+        },
+    );
+    let slow = spindle_runtime::spawn(move || echo(&s2, "sleep:300"));
+    std::thread::sleep(Duration::from_millis(100));
+    let e = echo(&stub, "second").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Limit, "{e}");
+    assert!(e.text.contains("max_concurrency=1"), "{e}");
+    assert_eq!(slow.join().unwrap().unwrap(), "sleep:300");
+    assert_eq!(echo(&stub, "third").unwrap(), "third");
+}
+
+#[test]
+fn connection_refused_fails_after_retries() {
+    // A port nobody listens on: bind, read the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ch = Channel::new(&format!("127.0.0.1:{port}"), ChannelOptions::default()).unwrap();
+    let stub = spindle_rpc::proto::example::EchoServiceStub::new(ch);
+    let e = echo(&stub, "x").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Other(libc::ECONNREFUSED), "{e}");
+}
+
+/// Stop under load: every call ends with a reply or a clear error, `join` returns, nothing
+/// hangs; after stop, new connections are refused.
+#[test]
+fn stop_under_load() {
+    let server = echo_server(ServerOptions::default());
+    let addr = server.local_addr().unwrap().to_string();
+    let ch = Channel::new(
+        &addr,
+        ChannelOptions {
+            timeout_ms: 5_000,
+            max_retry: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
+    // Connect and get accepted first: stopping resets connections still in the accept backlog.
+    let warm = ch.call_method(
+        method,
+        &CallContext::default(),
+        &EchoRequest {
+            message: "warm".into(),
+        },
+    );
+    assert!(warm.is_ok(), "{warm:?}");
+    let (tx, rx) = mpsc::channel();
+    let ok = Arc::new(AtomicUsize::new(0));
+    for i in 0..400 {
+        let tx = tx.clone();
+        let msg = if i % 4 == 0 {
+            "sleep:50".to_owned()
+        } else {
+            format!("m{i}")
+        };
+        ch.call_method_async(
+            method,
+            &CallContext::default(),
+            &EchoRequest { message: msg },
+            move |r| {
+                tx.send(r.map(|_| ()).map_err(|e| (e.code, e.text)))
+                    .unwrap();
+            },
+        );
+        if i == 200 {
+            std::thread::sleep(Duration::from_millis(20));
+            server.stop();
+        }
+    }
+    drop(tx);
+    server.join();
+    let mut n = 0;
+    for r in rx.iter() {
+        n += 1;
+        match r {
+            Ok(()) => {
+                ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((code, text)) => assert!(
+                matches!(code, ErrorCode::LogOff | ErrorCode::FailedSocket),
+                "unexpected error {code}: {text}"
+            ),
+        }
+    }
+    assert_eq!(n, 400, "every call completed");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    assert!(!server.is_running());
+    let e = echo(&stub_for(&addr), "after stop").unwrap_err();
+    assert!(
+        matches!(e.code, ErrorCode::Other(_) | ErrorCode::FailedSocket),
+        "{e}"
+    );
+}
+
+fn stub_for(addr: &str) -> spindle_rpc::proto::example::EchoServiceStub<Channel> {
+    spindle_rpc::proto::example::EchoServiceStub::new(
+        Channel::new(addr, ChannelOptions::default()).unwrap(),
+    )
+}
