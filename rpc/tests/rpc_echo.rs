@@ -340,3 +340,92 @@ fn stub_for(addr: &str) -> spindle_rpc::proto::example::EchoServiceStub<Channel>
         Channel::new(addr, ChannelOptions::default()).unwrap(),
     )
 }
+
+#[test]
+fn server_max_concurrency_answers_elimit() {
+    let server = echo_server(ServerOptions {
+        max_concurrency: 1,
+        ..Default::default()
+    });
+    let a = stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 5_000,
+            ..Default::default()
+        },
+    );
+    let b = stub(
+        &server,
+        ChannelOptions {
+            timeout_ms: 5_000,
+            ..Default::default()
+        },
+    );
+    let slow = spindle_runtime::spawn(move || echo(&a, "sleep:300"));
+    std::thread::sleep(Duration::from_millis(100));
+    let e = echo(&b, "second").unwrap_err();
+    assert_eq!(e.code, ErrorCode::Limit, "{e}");
+    assert!(e.text.contains("max_concurrency=1"), "{e}");
+    assert_eq!(slow.join().unwrap().unwrap(), "sleep:300");
+    assert_eq!(echo(&b, "third").unwrap(), "third");
+}
+
+/// Accepts the credential `secret`.
+struct Token(&'static str);
+
+impl spindle_rpc::protocol::Authenticator for Token {
+    fn generate_credential(&self) -> Result<Vec<u8>, spindle_rpc::errors::RpcError> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+    fn verify_credential(
+        &self,
+        credential: &[u8],
+        _peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), spindle_rpc::errors::RpcError> {
+        if credential == b"secret" {
+            Ok(())
+        } else {
+            Err(spindle_rpc::errors::RpcError::new(
+                ErrorCode::RpcAuth,
+                "wrong token",
+            ))
+        }
+    }
+}
+
+/// The first message of each connection is verified; a refused connection is closed and its
+/// calls fail, other connections are unaffected.
+#[test]
+fn authentication_on_first_message() {
+    let server = echo_server(ServerOptions {
+        authenticator: Some(Arc::new(Token("secret"))),
+        ..Default::default()
+    });
+    let good = stub(
+        &server,
+        ChannelOptions {
+            authenticator: Some(Arc::new(Token("secret"))),
+            ..Default::default()
+        },
+    );
+    assert_eq!(echo(&good, "let me in").unwrap(), "let me in");
+    let bad = stub(
+        &server,
+        ChannelOptions {
+            authenticator: Some(Arc::new(Token("guess"))),
+            max_retry: 0,
+            ..Default::default()
+        },
+    );
+    let e = echo(&bad, "let me in").unwrap_err();
+    assert_eq!(e.code, ErrorCode::FailedSocket, "{e}");
+    let anonymous = stub(
+        &server,
+        ChannelOptions {
+            max_retry: 0,
+            ..Default::default()
+        },
+    );
+    assert!(echo(&anonymous, "no token").is_err());
+    assert_eq!(echo(&good, "still in").unwrap(), "still in");
+}
