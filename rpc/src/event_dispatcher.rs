@@ -21,7 +21,7 @@
 //!
 //! On `EPOLLIN`/`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR` the dispatcher does
 //! `nevent.fetch_add(1)`; only the caller that saw 0 spawns a reader fiber
-//! ([`process_input_events`]). The reader remembers the count it saw, reads until `EAGAIN`
+//! (`process_input_events`). The reader remembers the count it saw, reads until `EAGAIN`
 //! (through the socket's [`InputHandler`](crate::socket::InputHandler)), then tries
 //! `CAS(nevent: seen → 0)`. If events arrived meanwhile the CAS fails, it takes the new count
 //! and reads again; if it succeeds, the next event spawns a new reader. Hence at most one
@@ -30,7 +30,7 @@
 //!
 //! On `EPOLLOUT` the dispatcher bumps the socket's write butex and wakes the keep-write fiber
 //! or the connecting caller. `EPOLLOUT` is in the interest set only on demand (connect, blocked
-//! writes: [`arm_epollout`]).
+//! writes: `arm_epollout`).
 //!
 //! Epoll data is the [`SocketId`]'s 64 bits: an event for a socket that failed meanwhile finds
 //! a stale id and is dropped; a pointer could dangle.

@@ -5,7 +5,7 @@
 //!
 //! 1. The request is serialized once (`Protocol::serialize_request`).
 //! 2. Each attempt gets a fresh [`FiberId`] whose raw value is the correlation id; its data
-//!    ([`call::CallData`]) holds the completion callback, the timeout timer and the
+//!    (`call::CallData`) holds the completion callback, the timeout timer and the
 //!    connection. The id is listed in the connection's pending table, the timer is scheduled
 //!    at the call's deadline (`timeout_ms`, whole call, across retries), and the framed request
 //!    (`Protocol::pack_request`) is written with the lock-free [`Socket::write`].

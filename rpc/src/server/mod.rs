@@ -6,7 +6,7 @@
 //! [`Server::start`]`("ip:port")` → serving → [`Server::stop`] → [`Server::join`].
 //!
 //! - `start` binds a non-blocking listening socket, registers it with an event dispatcher as a
-//!   [`Socket`] whose input handler is the [`acceptor`]; each accepted connection becomes a
+//!   [`Socket`] whose input handler is the `acceptor`; each accepted connection becomes a
 //!   `Socket` read by an [`InputMessenger`] that delivers to this server.
 //! - A request ([`RequestSink::on_request`], in a fiber) is counted in `inflight` **before**
 //!   the state is checked, so `join` (which waits for `inflight == 0` after `stop`) never misses

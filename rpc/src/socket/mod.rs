@@ -3,7 +3,7 @@
 //! - [`socket_id`]: the versioned id map ([`SocketMap<T>`]).
 //! - [`socket`](mod@socket): the [`Socket`] itself (fd, read state, counters) in the global
 //!   [`SOCKET_MAP`], its life cycle and failure.
-//! - [`write`]: the lock-free write list (`Socket::write`) and the "keep writing" fiber.
+//! - [`write`](mod@write): the lock-free write list (`Socket::write`) and the "keep writing" fiber.
 
 pub(crate) mod sockaddr;
 #[allow(clippy::module_inception)]

@@ -2,7 +2,7 @@
 //!
 //! # Algorithm
 //!
-//! Each write is a heap node [`WriteRequest`] `{ data, next }`. The list's `head` is an atomic
+//! Each write is a heap node `WriteRequest` `{ data, next }`. The list's `head` is an atomic
 //! pointer to the newest node; `next` points to the node that was the head before it (older),
 //! so the list is a stack threaded from newest to oldest (Vyukov's intrusive MPSC push).
 //!
