@@ -429,3 +429,21 @@ fn authentication_on_first_message() {
     assert!(echo(&anonymous, "no token").is_err());
     assert_eq!(echo(&good, "still in").unwrap(), "still in");
 }
+
+/// `run_until_asked_to_quit` returns (stopped and joined) after SIGTERM.
+#[test]
+fn run_until_asked_to_quit_on_sigterm() {
+    let server = echo_server(ServerOptions::default());
+    let stub = stub(&server, ChannelOptions::default());
+    assert_eq!(echo(&stub, "before").unwrap(), "before");
+    let killer = std::thread::spawn(|| {
+        // The handler is installed as soon as run_until_asked_to_quit starts; give it time.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: raising a signal whose handler is installed (the test's server did it).
+        unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+    });
+    server.run_until_asked_to_quit();
+    killer.join().unwrap();
+    assert!(!server.is_running());
+    assert!(echo(&stub, "after").is_err());
+}
