@@ -3,13 +3,15 @@
 //! - [`socket_id`]: the versioned id map ([`SocketMap<T>`]).
 //! - [`socket`](mod@socket): the [`Socket`] itself (fd, read state, counters) in the global
 //!   [`SOCKET_MAP`], its life cycle and failure.
-//! - [`write`](mod@write): the lock-free write list (`Socket::write`) and the "keep writing" fiber.
+//! - [`write`](mod@write): the lock-free write path (`Socket::write`) and the "keep writing"
+//!   fiber, over `write_queue` (the ownership protocol, loom-checked).
 
 pub(crate) mod sockaddr;
 #[allow(clippy::module_inception)]
 pub mod socket;
 pub mod socket_id;
 pub mod write;
+mod write_queue;
 
 pub use socket::{
     address, InputHandler, ReadState, Socket, SocketHandle, SocketStats, SOCKET_MAP,

@@ -2,6 +2,10 @@
 //!
 //! # Algorithm
 //!
+//! The list's ownership protocol is the generic `write_queue::WriteQueue` (checked by the loom
+//! model `loom_write_queue_exchange_and_handoff`); this module adds the bytes, `writev`, the
+//! `EPOLLOUT` wait and the accounting.
+//!
 //! Each write is a heap node `WriteRequest` `{ data, next }`. The list's `head` is an atomic
 //! pointer to the newest node; `next` points to the node that was the head before it (older),
 //! so the list is a stack threaded from newest to oldest (Vyukov's intrusive MPSC push).
@@ -37,15 +41,14 @@
 //!    `EOVERCROWDED` instead.
 
 use super::socket::{Socket, SocketHandle};
+use super::write_queue::{Batch, WriteQueue};
 use crate::errors::{ErrorCode, RpcError};
 use crate::event_dispatcher;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
 use spindle_runtime::define_flag;
-use std::collections::VecDeque;
 use std::io;
-use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 define_flag!(
@@ -63,25 +66,11 @@ const MAX_NODES_PER_WRITEV: usize = 64;
 /// `set_failed` wakes it anyway).
 const KEEP_WRITE_RECHECK: Duration = Duration::from_millis(500);
 
-/// One pending write.
-struct WriteRequest {
-    /// Bytes still to write.
-    data: IOBuf,
-    /// The previous head (older node), null for the owner's first node, `UNCONNECTED` while the
-    /// pusher has swapped but not yet stored it.
-    next: AtomicPtr<WriteRequest>,
-}
-
-/// The sentinel of a node whose `next` is not stored yet; no allocation can live at it.
-fn unconnected() -> *mut WriteRequest {
-    NonNull::dangling().as_ptr()
-}
-
 /// The write side of a socket.
 #[derive(Debug)]
 pub struct WriteList {
-    /// Newest pending node; null = nobody owns the list.
-    head: AtomicPtr<WriteRequest>,
+    /// The pending messages and who owns writing them (`write_queue`).
+    queue: WriteQueue<IOBuf>,
     /// Bytes pushed and not yet written (invariant 4).
     unwritten: AtomicU64,
     /// Bumped and woken on `EPOLLOUT` and on failure; the keep-write fiber waits on it.
@@ -92,7 +81,7 @@ impl WriteList {
     /// An empty list.
     pub(crate) fn new() -> WriteList {
         WriteList {
-            head: AtomicPtr::new(ptr::null_mut()),
+            queue: WriteQueue::new(),
             unwritten: AtomicU64::new(0),
             epollout: Butex::new(0),
         }
@@ -120,98 +109,16 @@ impl WriteList {
     }
 }
 
-/// The nodes an owner holds. `last` is the back of `fifo` (invariant 2).
-struct Batch {
-    fifo: VecDeque<*mut WriteRequest>,
-    last: *mut WriteRequest,
-}
-
-// SAFETY: the nodes of a batch are owned by the batch's holder alone (invariant 1): pushers
-// never touch a node after storing its `next`, so moving the batch to another fiber/thread
-// moves that exclusive ownership with it.
-unsafe impl Send for Batch {}
-
-impl Batch {
-    /// The data of `node`.
-    fn data(node: *mut WriteRequest) -> &'static mut IOBuf {
-        // SAFETY: `node` is owned by this batch (alive until we free it) and nobody else
-        // touches its data (invariant 1); callers do not hold two references to one node.
-        unsafe { &mut (*node).data }
-    }
-
-    fn free(node: *mut WriteRequest) {
-        // SAFETY: `node` came from `Box::into_raw` in `Socket::write`, is owned by this batch
-        // and is removed from it by the caller, so it is freed exactly once.
-        drop(unsafe { Box::from_raw(node) });
-    }
-
-    /// Frees fully written nodes at the front, keeping `last`.
-    fn pop_written(&mut self) {
-        while self.fifo.len() > 1 {
-            let front = self.fifo[0];
-            if !Batch::data(front).is_empty() {
-                break;
-            }
-            self.fifo.pop_front();
-            Batch::free(front);
+/// Drops every pending byte of `b` and gives ownership up (the socket failed).
+fn release_all(list: &WriteList, b: &mut Batch<IOBuf>) {
+    loop {
+        for d in b.items_mut() {
+            list.unwritten.fetch_sub(d.len() as u64, Ordering::AcqRel);
+            d.clear();
         }
-    }
-
-    fn has_data(&self) -> bool {
-        self.fifo.iter().any(|&n| !Batch::data(n).is_empty())
-    }
-
-    /// Takes the nodes pushed after `last` (the CAS `last → null` failed).
-    fn grab_new(&mut self, list: &WriteList) {
-        let new_head = list.head.load(Ordering::Acquire);
-        let mut newer = Vec::new();
-        let mut p = new_head;
-        let mut spins = 0u32;
-        while p != self.last && !p.is_null() {
-            // SAFETY: `p` is a node pushed after `last` and not yet taken by anyone: it is
-            // alive (only the owner frees nodes, and we have not reached it yet).
-            let next = unsafe { (*p).next.load(Ordering::Acquire) };
-            if next == unconnected() {
-                // Its pusher swapped but has not stored `next` yet: a few instructions away.
-                spins += 1;
-                if spins < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    spindle_runtime::yield_now();
-                }
-                continue;
-            }
-            newer.push(p);
-            p = next;
-        }
-        self.fifo.extend(newer.into_iter().rev());
-        self.last = new_head;
-    }
-
-    /// Drops every pending byte and gives ownership up (the socket failed).
-    fn release_all(&mut self, list: &WriteList) {
-        loop {
-            for &n in &self.fifo {
-                let d = Batch::data(n);
-                list.unwritten.fetch_sub(d.len() as u64, Ordering::AcqRel);
-                d.clear();
-            }
-            self.pop_written();
-            if list
-                .head
-                .compare_exchange(
-                    self.last,
-                    ptr::null_mut(),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                self.fifo.clear();
-                Batch::free(self.last);
-                return;
-            }
-            self.grab_new(list);
+        b.pop_done(|d| d.is_empty());
+        if list.queue.try_release(b) {
+            return;
         }
     }
 }
@@ -227,18 +134,16 @@ enum Drained {
 }
 
 /// Writes the batch until done, `EAGAIN` or an error (module doc, "Owner").
-fn drain(s: &SocketHandle, b: &mut Batch) -> Drained {
+fn drain(s: &SocketHandle, b: &mut Batch<IOBuf>) -> Drained {
     let list = &s.write;
     loop {
-        b.pop_written();
-        if b.has_data() {
-            let mut bufs: Vec<&mut IOBuf> = b
-                .fifo
-                .iter()
-                .map(|&n| Batch::data(n))
-                .filter(|d| !d.is_empty())
-                .take(MAX_NODES_PER_WRITEV)
-                .collect();
+        b.pop_done(|d| d.is_empty());
+        let mut bufs: Vec<&mut IOBuf> = b
+            .items_mut()
+            .filter(|d| !d.is_empty())
+            .take(MAX_NODES_PER_WRITEV)
+            .collect();
+        if !bufs.is_empty() {
             match IOBuf::cut_multiple_into_fd(s.fd(), &mut bufs) {
                 Ok(0) => return Drained::WouldBlock,
                 Ok(n) => {
@@ -254,27 +159,22 @@ fn drain(s: &SocketHandle, b: &mut Batch) -> Drained {
                             format!("writev to {:?} failed: {e}", s.remote()),
                         ),
                     );
-                    b.release_all(list);
+                    drop(bufs);
+                    release_all(list, b);
                     return Drained::Failed;
                 }
             }
             continue;
         }
-        if list
-            .head
-            .compare_exchange(b.last, ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            b.fifo.clear();
-            Batch::free(b.last);
+        drop(bufs);
+        if list.queue.try_release(b) {
             return Drained::Done;
         }
-        b.grab_new(list);
     }
 }
 
 /// The keep-write fiber: drains `b`, waiting for `EPOLLOUT` whenever the fd is full.
-fn keep_write(s: SocketHandle, mut b: Batch) {
+fn keep_write(s: SocketHandle, mut b: Batch<IOBuf>) {
     loop {
         let seq = s.write.epollout_seq();
         match drain(&s, &mut b) {
@@ -282,7 +182,7 @@ fn keep_write(s: SocketHandle, mut b: Batch) {
             Drained::WouldBlock => {}
         }
         if s.failed() {
-            b.release_all(&s.write);
+            release_all(&s.write, &mut b);
             return;
         }
         // Re-arming after reading `seq` reports a writable fd at once: no lost wake-up.
@@ -293,7 +193,7 @@ fn keep_write(s: SocketHandle, mut b: Batch) {
         s.write
             .wait_epollout(seq, Instant::now() + KEEP_WRITE_RECHECK);
         if s.failed() {
-            b.release_all(&s.write);
+            release_all(&s.write, &mut b);
             return;
         }
     }
@@ -326,22 +226,8 @@ impl Socket {
             ));
         }
         s.stats.messages_out.fetch_add(1, Ordering::Relaxed);
-        let node = Box::into_raw(Box::new(WriteRequest {
-            data,
-            next: AtomicPtr::new(unconnected()),
-        }));
-        let prev = s.write.head.swap(node, Ordering::AcqRel);
-        if !prev.is_null() {
-            // SAFETY: `node` is alive: the owner frees it only after reaching it through
-            // `next` pointers, which needs this very store first.
-            unsafe { (*node).next.store(prev, Ordering::Release) };
-            return Ok(());
-        }
-        // SAFETY: we own the list (head was null), so `node` is ours alone.
-        unsafe { (*node).next.store(ptr::null_mut(), Ordering::Relaxed) };
-        let mut b = Batch {
-            fifo: VecDeque::from([node]),
-            last: node,
+        let Some(mut b) = s.write.queue.push(data) else {
+            return Ok(()); // the current owner writes it
         };
         match drain(s, &mut b) {
             Drained::Done => Ok(()),
@@ -454,7 +340,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(s.write.unwritten_bytes(), 0);
-        assert!(s.write.head.load(Ordering::Acquire).is_null());
+        assert!(s.write.queue.is_idle());
         Socket::set_failed(&s, RpcError::new(ErrorCode::Close, "test done"));
     }
 
