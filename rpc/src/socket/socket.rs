@@ -294,3 +294,71 @@ pub(crate) fn take_socket_error(fd: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    struct NoInput;
+    impl InputHandler for NoInput {
+        fn on_input(&self, _socket: &SocketHandle) {}
+    }
+
+    fn get_int_opt(fd: RawFd, opt: i32) -> i32 {
+        let mut v: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: `v`/`len` describe a live int-sized buffer.
+        unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&mut v as *mut i32).cast(),
+                &mut len,
+            )
+        };
+        v
+    }
+
+    /// `socket_recv_buffer_size` applies to new sockets; `set_failed` is idempotent, keeps
+    /// the first reason, makes the id stale and shuts the fd down (the peer sees EOF).
+    #[test]
+    fn buffer_size_flag_and_set_failed() {
+        use std::io::Read;
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for two fds.
+        assert_eq!(
+            unsafe {
+                libc::socketpair(
+                    libc::AF_UNIX,
+                    libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    0,
+                    fds.as_mut_ptr(),
+                )
+            },
+            0
+        );
+        SOCKET_RECV_BUFFER_SIZE.set(256 * 1024).unwrap();
+        let id = Socket::create(fds[0], None, Arc::new(NoInput), false).unwrap();
+        SOCKET_RECV_BUFFER_SIZE.set(0).unwrap();
+        let s = address(id).unwrap();
+        // Linux doubles the value it was given.
+        assert!(get_int_opt(s.fd(), libc::SO_RCVBUF) >= 256 * 1024);
+        assert!(!s.failed());
+        Socket::set_failed(&s, RpcError::new(ErrorCode::Close, "first"));
+        Socket::set_failed(&s, RpcError::new(ErrorCode::Internal, "second"));
+        assert!(s.failed());
+        assert_eq!(s.failure().unwrap().text, "first");
+        assert!(address(id).is_none(), "a failed id must not resolve");
+        // SAFETY: fds[1] is ours; the stream owns it from now on.
+        let mut peer = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fds[1]) };
+        peer.set_nonblocking(false).unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            peer.read(&mut buf).unwrap(),
+            0,
+            "peer sees EOF after set_failed"
+        );
+    }
+}

@@ -241,7 +241,7 @@ impl Socket {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::socket::{address, InputHandler, Socket};
@@ -290,6 +290,12 @@ mod tests {
         const WRITERS: u32 = 8;
         const PER_WRITER: u32 = 500;
         let (s, mut peer) = pair(4096);
+        let mut expected_bytes = 0u64;
+        for w in 0..WRITERS {
+            for seq in 0..PER_WRITER {
+                expected_bytes += 12 + 1 + ((seq as u64 * 37 + w as u64 * 101) % 3000);
+            }
+        }
         let reader = std::thread::spawn(move || {
             let mut next = vec![0u32; WRITERS as usize];
             let mut total = 0;
@@ -341,6 +347,11 @@ mod tests {
         }
         assert_eq!(s.write.unwritten_bytes(), 0);
         assert!(s.write.queue.is_idle());
+        assert_eq!(s.stats.bytes_out.load(Ordering::Relaxed), expected_bytes);
+        assert_eq!(
+            s.stats.messages_out.load(Ordering::Relaxed),
+            u64::from(WRITERS * PER_WRITER)
+        );
         Socket::set_failed(&s, RpcError::new(ErrorCode::Close, "test done"));
     }
 
