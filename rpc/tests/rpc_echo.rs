@@ -18,7 +18,7 @@ use std::time::Duration;
 #[test]
 fn echo_from_thread_and_fiber_with_attachment() {
     let server = echo_server(ServerOptions::default());
-    let stub = stub(&server, ChannelOptions::default());
+    let stub = stub(&server, common::opts());
     assert_eq!(echo(&stub, "hello").unwrap(), "hello");
 
     let mut ctx = CallContext {
@@ -53,13 +53,7 @@ fn echo_from_thread_and_fiber_with_attachment() {
 #[test]
 fn many_concurrent_fibers_pipelined_on_one_connection() {
     let server = echo_server(ServerOptions::default());
-    let stub = Arc::new(stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 10_000,
-            ..Default::default()
-        },
-    ));
+    let stub = Arc::new(stub(&server, common::opts()));
     let handles: Vec<_> = (0..32)
         .map(|f| {
             let stub = stub.clone();
@@ -93,14 +87,7 @@ fn many_concurrent_fibers_pipelined_on_one_connection() {
 fn async_calls_run_their_callback_once() {
     let server = echo_server(ServerOptions::default());
     let addr = server.local_addr().unwrap().to_string();
-    let ch = Channel::new(
-        &addr,
-        ChannelOptions {
-            timeout_ms: 10_000,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let ch = Channel::new(&addr, common::opts()).unwrap();
     let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
     let (tx, rx) = mpsc::channel();
     for i in 0..200 {
@@ -129,16 +116,17 @@ fn async_calls_run_their_callback_once() {
 #[test]
 fn timeout_then_late_response_is_dropped() {
     let server = echo_server(ServerOptions::default());
-    let stub = stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 100,
-            ..Default::default()
-        },
-    );
-    let err = echo(&stub, "sleep:400").unwrap_err();
+    let stub = stub(&server, common::opts());
+    let mut ctx = CallContext {
+        timeout_ms: Some(100),
+        ..CallContext::default()
+    };
+    let req = EchoRequest {
+        message: "sleep:600".into(),
+    };
+    let err = stub.echo(&mut ctx, &req).unwrap_err();
     assert_eq!(err.code, ErrorCode::RpcTimedOut, "{err}");
-    std::thread::sleep(Duration::from_millis(500)); // the late response arrives meanwhile
+    std::thread::sleep(Duration::from_millis(800)); // the late response arrives meanwhile
     assert_eq!(echo(&stub, "after").unwrap(), "after");
 }
 
@@ -160,7 +148,7 @@ fn read_until_closed(mut s: TcpStream) -> bool {
 #[test]
 fn bad_input_closes_only_its_connection() {
     let server = echo_server(ServerOptions::default());
-    let stub = stub(&server, ChannelOptions::default());
+    let stub = stub(&server, common::opts());
     assert_eq!(echo(&stub, "before").unwrap(), "before");
     let addr = server.local_addr().unwrap();
     let mut oversized = b"PRPC".to_vec();
@@ -203,7 +191,7 @@ fn unknown_service_and_method() {
     };
     let server = echo_server(ServerOptions::default());
     let addr = server.local_addr().unwrap().to_string();
-    let ch = Channel::new(&addr, ChannelOptions::default()).unwrap();
+    let ch = Channel::new(&addr, common::opts()).unwrap();
     let req = EchoRequest {
         message: "x".into(),
     };
@@ -223,28 +211,16 @@ fn method_max_concurrency_answers_elimit() {
     options
         .method_max_concurrency
         .insert("example.EchoService.Echo".into(), 1);
-    let server = echo_server(options);
+    let (server, sleeping) = common::echo_server_counting(options);
     // Two connections: a handler blocking in place delays later reads of its own connection.
-    let stub = stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 5_000,
-            ..Default::default()
-        },
-    );
-    let s2 = common::stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 5_000,
-            ..Default::default()
-        },
-    );
-    let slow = spindle_runtime::spawn(move || echo(&s2, "sleep:300"));
-    std::thread::sleep(Duration::from_millis(100));
+    let stub = stub(&server, common::opts());
+    let s2 = common::stub(&server, common::opts());
+    let slow = spindle_runtime::spawn(move || echo(&s2, "sleep:1000"));
+    common::wait_for_sleeper(&sleeping);
     let e = echo(&stub, "second").unwrap_err();
     assert_eq!(e.code, ErrorCode::Limit, "{e}");
     assert!(e.text.contains("max_concurrency=1"), "{e}");
-    assert_eq!(slow.join().unwrap().unwrap(), "sleep:300");
+    assert_eq!(slow.join().unwrap().unwrap(), "sleep:1000");
     assert_eq!(echo(&stub, "third").unwrap(), "third");
 }
 
@@ -256,7 +232,7 @@ fn connection_refused_fails_after_retries() {
         .local_addr()
         .unwrap()
         .port();
-    let ch = Channel::new(&format!("127.0.0.1:{port}"), ChannelOptions::default()).unwrap();
+    let ch = Channel::new(&format!("127.0.0.1:{port}"), common::opts()).unwrap();
     let stub = spindle_rpc::proto::example::EchoServiceStub::new(ch);
     let e = echo(&stub, "x").unwrap_err();
     assert_eq!(e.code, ErrorCode::Other(libc::ECONNREFUSED), "{e}");
@@ -271,9 +247,8 @@ fn stop_under_load() {
     let ch = Channel::new(
         &addr,
         ChannelOptions {
-            timeout_ms: 5_000,
             max_retry: 0,
-            ..Default::default()
+            ..common::opts()
         },
     )
     .unwrap();
@@ -289,8 +264,10 @@ fn stop_under_load() {
     assert!(warm.is_ok(), "{warm:?}");
     let (tx, rx) = mpsc::channel();
     let ok = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
     for i in 0..400 {
         let tx = tx.clone();
+        let answered2 = answered.clone();
         let msg = if i % 4 == 0 {
             "sleep:50".to_owned()
         } else {
@@ -301,12 +278,17 @@ fn stop_under_load() {
             &CallContext::default(),
             &EchoRequest { message: msg },
             move |r| {
+                answered2.fetch_add(1, Ordering::SeqCst);
                 tx.send(r.map(|_| ()).map_err(|e| (e.code, e.text)))
                     .unwrap();
             },
         );
         if i == 200 {
-            std::thread::sleep(Duration::from_millis(20));
+            // Stop once some calls were answered (bounded wait).
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while answered.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             server.stop();
         }
     }
@@ -336,37 +318,23 @@ fn stop_under_load() {
 }
 
 fn stub_for(addr: &str) -> spindle_rpc::proto::example::EchoServiceStub<Channel> {
-    spindle_rpc::proto::example::EchoServiceStub::new(
-        Channel::new(addr, ChannelOptions::default()).unwrap(),
-    )
+    spindle_rpc::proto::example::EchoServiceStub::new(Channel::new(addr, common::opts()).unwrap())
 }
 
 #[test]
 fn server_max_concurrency_answers_elimit() {
-    let server = echo_server(ServerOptions {
+    let (server, sleeping) = common::echo_server_counting(ServerOptions {
         max_concurrency: 1,
         ..Default::default()
     });
-    let a = stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 5_000,
-            ..Default::default()
-        },
-    );
-    let b = stub(
-        &server,
-        ChannelOptions {
-            timeout_ms: 5_000,
-            ..Default::default()
-        },
-    );
-    let slow = spindle_runtime::spawn(move || echo(&a, "sleep:300"));
-    std::thread::sleep(Duration::from_millis(100));
+    let a = stub(&server, common::opts());
+    let b = stub(&server, common::opts());
+    let slow = spindle_runtime::spawn(move || echo(&a, "sleep:1000"));
+    common::wait_for_sleeper(&sleeping);
     let e = echo(&b, "second").unwrap_err();
     assert_eq!(e.code, ErrorCode::Limit, "{e}");
     assert!(e.text.contains("max_concurrency=1"), "{e}");
-    assert_eq!(slow.join().unwrap().unwrap(), "sleep:300");
+    assert_eq!(slow.join().unwrap().unwrap(), "sleep:1000");
     assert_eq!(echo(&b, "third").unwrap(), "third");
 }
 
@@ -405,7 +373,7 @@ fn authentication_on_first_message() {
         &server,
         ChannelOptions {
             authenticator: Some(Arc::new(Token("secret"))),
-            ..Default::default()
+            ..common::opts()
         },
     );
     assert_eq!(echo(&good, "let me in").unwrap(), "let me in");
@@ -414,7 +382,7 @@ fn authentication_on_first_message() {
         ChannelOptions {
             authenticator: Some(Arc::new(Token("guess"))),
             max_retry: 0,
-            ..Default::default()
+            ..common::opts()
         },
     );
     let e = echo(&bad, "let me in").unwrap_err();
@@ -423,7 +391,7 @@ fn authentication_on_first_message() {
         &server,
         ChannelOptions {
             max_retry: 0,
-            ..Default::default()
+            ..common::opts()
         },
     );
     assert!(echo(&anonymous, "no token").is_err());
@@ -434,7 +402,7 @@ fn authentication_on_first_message() {
 #[test]
 fn run_until_asked_to_quit_on_sigterm() {
     let server = echo_server(ServerOptions::default());
-    let stub = stub(&server, ChannelOptions::default());
+    let stub = stub(&server, common::opts());
     assert_eq!(echo(&stub, "before").unwrap(), "before");
     let killer = std::thread::spawn(|| {
         // The handler is installed as soon as run_until_asked_to_quit starts; give it time.

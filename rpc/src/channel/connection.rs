@@ -107,17 +107,26 @@ pub(crate) fn connect(
         default_registry().clone(),
         Arc::new(ClientSink(conn.clone())),
     ));
-    let id = Socket::create(fd, Some(addr), messenger, true)?;
-    let s = socket::address(id).ok_or_else(|| {
+    let s = Socket::create(fd, Some(addr), messenger, true)?;
+    // The reader may fail the socket first (it reads the connect error): report its reason.
+    let failed = |s: &SocketHandle| {
+        let why = s.failure();
         RpcError::new(
-            ErrorCode::FailedSocket,
-            format!("connection to {addr} failed at once"),
+            why.as_ref().map_or(ErrorCode::FailedSocket, |e| e.code),
+            format!(
+                "connect to {addr} failed: {}",
+                why.map_or_else(|| "closed".to_owned(), |e| e.text)
+            ),
         )
-    })?;
+    };
     loop {
         let seq = s.write.epollout_seq();
+        if s.failed() {
+            return Err(failed(&s));
+        }
         if sockaddr::poll_writable(s.fd()) {
             return match socket::socket::take_socket_error(s.fd()) {
+                Ok(()) if s.failed() => Err(failed(&s)),
                 Ok(()) => Ok((s, conn)),
                 Err(e) => {
                     let err = os_err(e, "connect to");
@@ -125,9 +134,6 @@ pub(crate) fn connect(
                     Err(err)
                 }
             };
-        }
-        if s.failed() {
-            return Err(s.failed_error());
         }
         if Instant::now() >= deadline {
             let err = RpcError::new(

@@ -191,10 +191,14 @@ impl Channel {
         self.inner.server
     }
 
-    /// The call's deadline from `timeout_ms`.
-    fn deadline(&self) -> Option<Instant> {
-        let ms = self.inner.options.timeout_ms;
-        (ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64))
+    /// The call's timeout: `ctx.timeout_ms` if set, else the channel's `timeout_ms`.
+    fn timeout_ms(&self, ctx: &CallContext) -> i64 {
+        ctx.timeout_ms.unwrap_or(self.inner.options.timeout_ms)
+    }
+
+    /// The call's deadline (`None` for a timeout `<= 0`).
+    fn deadline(timeout_ms: i64) -> Option<Instant> {
+        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
     }
 
     /// The live connection, connecting first if there is none (or it failed).
@@ -274,7 +278,8 @@ impl Channel {
     }
 
     /// Calls `method` synchronously: parks the calling fiber (or blocks the thread) until the
-    /// response, the deadline (`ERPCTIMEDOUT`) or a final error. Retries connection errors as
+    /// response, the deadline (`ERPCTIMEDOUT`; `ctx.timeout_ms` overrides the channel's) or a
+    /// final error. Retries connection errors as
     /// the module doc says.
     pub fn call_method(
         &self,
@@ -282,10 +287,10 @@ impl Channel {
         ctx: &CallContext,
         request: &dyn MessageBody,
     ) -> CallResult {
-        let deadline = self.deadline();
+        let timeout_ms = self.timeout_ms(ctx);
+        let deadline = Self::deadline(timeout_ms);
         let mut call = Self::call_info(method, ctx);
-        call.timeout_ms =
-            deadline.map(|_| self.inner.options.timeout_ms.min(i32::MAX as i64) as i32);
+        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
         let mut body = IOBuf::new();
         self.inner
             .protocol
@@ -317,10 +322,10 @@ impl Channel {
         request: &dyn MessageBody,
         done: impl FnOnce(CallResult) + Send + 'static,
     ) {
-        let deadline = self.deadline();
+        let timeout_ms = self.timeout_ms(ctx);
+        let deadline = Self::deadline(timeout_ms);
         let mut call = Self::call_info(method, ctx);
-        call.timeout_ms =
-            deadline.map(|_| self.inner.options.timeout_ms.min(i32::MAX as i64) as i32);
+        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
         let mut body = IOBuf::new();
         if let Err(e) = self
             .inner

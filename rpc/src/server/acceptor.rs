@@ -31,7 +31,7 @@ impl InputHandler for Acceptor {
                     }
                     crate::socket::socket::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
                     match Socket::create(fd, peer, self.server.messenger(), false) {
-                        Ok(id) => self.server.add_connection(id),
+                        Ok(s) => self.server.add_connection(s.id()),
                         Err(e) => {
                             eprintln!("spindle-rpc: cannot serve connection from {peer:?}: {e}")
                         }

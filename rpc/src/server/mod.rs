@@ -201,9 +201,11 @@ impl Server {
             )
         })?;
         let acceptor = Arc::new(acceptor::Acceptor::new(self.inner.clone()));
-        let id = Socket::create(fd, Some(local), acceptor, false).inspect_err(|_| {
-            self.inner.state.store(READY, Ordering::Release);
-        })?;
+        let id = Socket::create(fd, Some(local), acceptor, false)
+            .inspect_err(|_| {
+                self.inner.state.store(READY, Ordering::Release);
+            })?
+            .id();
         *self
             .inner
             .listener

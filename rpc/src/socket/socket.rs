@@ -145,13 +145,15 @@ impl Drop for Socket {
 impl Socket {
     /// Takes ownership of the non-blocking `fd`, inserts the socket into [`SOCKET_MAP`] and
     /// registers it with an event dispatcher for input (`EPOLLIN|EPOLLET|EPOLLRDHUP`, plus
-    /// `EPOLLOUT` when `want_out`, e.g. for a connect in progress). On error the fd is closed.
+    /// `EPOLLOUT` when `want_out`, e.g. for a connect in progress). Returns a strong handle
+    /// taken before the fd was registered, so it is valid even if the socket fails at once
+    /// (then [`Socket::failure`] says why). On error the fd is closed.
     pub fn create(
         fd: RawFd,
         remote: Option<SocketAddr>,
         handler: Arc<dyn InputHandler>,
         want_out: bool,
-    ) -> Result<SocketId, RpcError> {
+    ) -> Result<SocketHandle, RpcError> {
         apply_buffer_sizes(fd);
         let socket = Socket {
             fd,
@@ -181,7 +183,7 @@ impl Socket {
             Socket::set_failed(&s, err.clone());
             return Err(err);
         }
-        Ok(id)
+        Ok(s)
     }
 
     /// The fd (valid while this socket lives; do not close it).
@@ -340,9 +342,9 @@ mod tests {
             0
         );
         SOCKET_RECV_BUFFER_SIZE.set(256 * 1024).unwrap();
-        let id = Socket::create(fds[0], None, Arc::new(NoInput), false).unwrap();
+        let s = Socket::create(fds[0], None, Arc::new(NoInput), false).unwrap();
         SOCKET_RECV_BUFFER_SIZE.set(0).unwrap();
-        let s = address(id).unwrap();
+        let id = s.id();
         // Linux doubles the value it was given.
         assert!(get_int_opt(s.fd(), libc::SO_RCVBUF) >= 256 * 1024);
         assert!(!s.failed());

@@ -244,7 +244,7 @@ impl Socket {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::socket::{address, InputHandler, Socket};
+    use crate::socket::{InputHandler, Socket};
     use std::io::Read;
     use std::os::fd::FromRawFd;
     use std::sync::Arc;
@@ -276,10 +276,10 @@ mod tests {
         if sndbuf > 0 {
             crate::socket::socket::set_int_opt(fds[0], libc::SOL_SOCKET, libc::SO_SNDBUF, sndbuf);
         }
-        let id = Socket::create(fds[0], None, Arc::new(NoInput), false).unwrap();
+        let s = Socket::create(fds[0], None, Arc::new(NoInput), false).unwrap();
         // SAFETY: fds[1] is ours and owned by the stream from now on.
         let peer = unsafe { std::os::unix::net::UnixStream::from_raw_fd(fds[1]) };
-        (address(id).unwrap(), peer)
+        (s, peer)
     }
 
     /// Many fibers write framed messages to one socket with a tiny send buffer (so most writes

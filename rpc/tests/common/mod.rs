@@ -8,17 +8,41 @@ use spindle_rpc::proto::example::{
 };
 use spindle_rpc::server::{Server, ServerOptions};
 use spindle_rpc::service::CallContext;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Waits (at most 10 s) until a `sleep:` handler of the server owning `sleeping` runs.
+pub fn wait_for_sleeper(sleeping: &AtomicUsize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeping.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no sleeping handler started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Channel options for tests: generous timeouts (machines under load are slow).
+pub fn opts() -> ChannelOptions {
+    ChannelOptions {
+        timeout_ms: 10_000,
+        connect_timeout_ms: 2_000,
+        ..ChannelOptions::default()
+    }
+}
 
 /// Echoes the message and the attachment. `sleep:<ms>` sleeps first (in the fiber);
-/// `fail` answers EINTERNAL.
-pub struct Echo;
+/// `fail` answers EINTERNAL. `sleeping` counts handlers sleeping now.
+pub struct Echo {
+    pub sleeping: Arc<AtomicUsize>,
+}
 
 impl EchoService for Echo {
     fn echo(&self, ctx: &mut CallContext, request: EchoRequest) -> Result<EchoResponse, RpcError> {
         if let Some(ms) = request.message.strip_prefix("sleep:") {
             let ms: u64 = ms.parse().unwrap_or(0);
+            self.sleeping.fetch_add(1, Ordering::SeqCst);
             spindle_runtime::sleep(Duration::from_millis(ms));
+            self.sleeping.fetch_sub(1, Ordering::SeqCst);
         }
         if request.message == "fail" {
             return Err(RpcError::new(ErrorCode::Internal, "asked to fail"));
@@ -32,10 +56,20 @@ impl EchoService for Echo {
 
 /// A started echo server on a free loopback port.
 pub fn echo_server(options: ServerOptions) -> Server {
+    echo_server_counting(options).0
+}
+
+/// A started echo server and the count of its sleeping handlers.
+pub fn echo_server_counting(options: ServerOptions) -> (Server, Arc<AtomicUsize>) {
+    let sleeping = Arc::new(AtomicUsize::new(0));
     let mut server = Server::new(options);
-    server.add_service(EchoServiceServer(Echo)).unwrap();
-    server.start("127.0.0.1:0").unwrap();
     server
+        .add_service(EchoServiceServer(Echo {
+            sleeping: sleeping.clone(),
+        }))
+        .unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    (server, sleeping)
 }
 
 /// A stub over a new channel to `server`.
