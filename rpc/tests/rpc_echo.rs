@@ -415,3 +415,44 @@ fn run_until_asked_to_quit_on_sigterm() {
     assert!(!server.is_running());
     assert!(echo(&stub, "after").is_err());
 }
+
+/// Large attachments (several MiB) both ways while small calls share the connection: writes
+/// hit EAGAIN and go through the keep-write fiber, reads grow to the largest read size.
+#[test]
+fn large_attachments_share_the_connection() {
+    let server = echo_server(ServerOptions::default());
+    let stub = Arc::new(stub(&server, common::opts()));
+    let big: Vec<u8> = (0..(6 << 20)).map(|i: u32| (i % 251) as u8).collect();
+    let big = Arc::new(big);
+    let handles: Vec<_> = (0..4)
+        .map(|f| {
+            let (stub, big) = (stub.clone(), big.clone());
+            spindle_runtime::spawn(move || {
+                for i in 0..3 {
+                    let mut ctx = CallContext {
+                        request_attachment: IOBuf::from(big.as_slice()),
+                        ..CallContext::default()
+                    };
+                    let msg = format!("big {f}/{i}");
+                    let r = stub
+                        .echo(
+                            &mut ctx,
+                            &EchoRequest {
+                                message: msg.clone(),
+                            },
+                        )
+                        .unwrap();
+                    assert_eq!(r.message, msg);
+                    assert!(
+                        ctx.response_attachment.to_vec() == *big,
+                        "attachment corrupted"
+                    );
+                    assert_eq!(echo(&stub, "small").unwrap(), "small");
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
