@@ -456,3 +456,49 @@ fn large_attachments_share_the_connection() {
         h.join().unwrap();
     }
 }
+
+/// Pooled and short connections: concurrent callers each get a connection of their own;
+/// answers match; a timed-out pooled connection is closed, not reused.
+#[test]
+fn pooled_and_short_connections() {
+    use spindle_rpc::protocol::ConnectionType;
+    let server = echo_server(ServerOptions::default());
+    for ty in [ConnectionType::Pooled, ConnectionType::Short] {
+        let stub = Arc::new(stub(
+            &server,
+            ChannelOptions {
+                connection_type: Some(ty),
+                ..common::opts()
+            },
+        ));
+        assert_eq!(stub.channel().connection_type(), ty);
+        let handles: Vec<_> = (0..8)
+            .map(|f| {
+                let stub = stub.clone();
+                spindle_runtime::spawn(move || {
+                    for i in 0..20 {
+                        let msg = format!("{ty} {f}/{i}");
+                        assert_eq!(echo(&stub, &msg).unwrap(), msg);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let mut ctx = CallContext {
+            timeout_ms: Some(50),
+            ..CallContext::default()
+        };
+        let req = EchoRequest {
+            message: "sleep:300".into(),
+        };
+        let e = stub.echo(&mut ctx, &req).unwrap_err();
+        assert_eq!(e.code, ErrorCode::RpcTimedOut, "{e}");
+        // The late response must not reach the next call on a reused connection.
+        for i in 0..5 {
+            let msg = format!("after timeout {i}");
+            assert_eq!(echo(&stub, &msg).unwrap(), msg);
+        }
+    }
+}

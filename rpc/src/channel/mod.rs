@@ -1,5 +1,10 @@
-//! The client channel (brpc's `Channel`) to one server, connection type "single": one
-//! connection multiplexes every call; responses are matched by correlation id.
+//! The client channel (brpc's `Channel`) to one server.
+//!
+//! Connection types: **single** (default for baidu_std) — one connection multiplexes every
+//! call, responses matched by correlation id; **pooled** — one call in flight per
+//! connection, idle connections kept in a pool, a connection whose call failed is closed (a
+//! late response could still arrive on it); **short** — a new connection per call, closed when
+//! the call completes.
 //!
 //! # A call
 //!
@@ -19,8 +24,8 @@
 //!    the call or an error the server answered. Asynchronous calls run a callback once, with no
 //!    retry.
 //!
-//! The connection is made on first use and remade after it failed, under a fiber mutex (a
-//! connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
+//! The single connection is made on first use and remade after it failed, under a fiber mutex
+//! (a connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
 
 mod call;
 mod connection;
@@ -38,7 +43,7 @@ use spindle_iobuf::IOBuf;
 use spindle_runtime::fiber_id::FiberId;
 use spindle_runtime::timer_thread;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Options of a [`Channel`] (brpc's `ChannelOptions`; brpc's defaults).
@@ -46,8 +51,8 @@ use std::time::{Duration, Instant};
 pub struct ChannelOptions {
     /// Protocol name; `"baidu_std"` (the default) is the only client protocol so far.
     pub protocol: String,
-    /// Connection type; `None` = the first of single, pooled, short the protocol supports.
-    /// Only `Single` is implemented so far; others fail at `Channel::new`.
+    /// Connection type; `None` = the first of single, pooled, short the protocol supports; an
+    /// explicit type the protocol does not support fails at `Channel::new`.
     pub connection_type: Option<ConnectionType>,
     /// Deadline of a whole call, retries included, in ms; `<= 0` = none. Default 500.
     pub timeout_ms: i64,
@@ -94,16 +99,29 @@ struct ChannelInner {
     server: SocketAddr,
     protocol: Arc<dyn Protocol>,
     options: ChannelOptions,
-    /// The current connection, made on demand.
+    /// The connection type in use.
+    ty: ConnectionType,
+    /// Single: the current connection, made on demand.
     conn: spindle_runtime::sync::Mutex<Option<(SocketId, Arc<ClientConn>)>>,
+    /// Pooled: idle connections (one call in flight per connection).
+    pool: Mutex<Vec<(SocketId, Arc<ClientConn>)>>,
+}
+
+/// Closes the socket `id` on behalf of a channel.
+fn close(id: SocketId, why: &str) {
+    if let Some(s) = socket::address(id) {
+        Socket::set_failed(&s, RpcError::new(ErrorCode::Close, why.to_owned()));
+    }
 }
 
 impl Drop for ChannelInner {
     fn drop(&mut self) {
         if let Some((id, _)) = self.conn.get_mut().take() {
-            if let Some(s) = socket::address(id) {
-                Socket::set_failed(&s, RpcError::new(ErrorCode::Close, "channel dropped"));
-            }
+            close(id, "channel dropped");
+        }
+        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (id, _) in pool {
+            close(id, "channel dropped");
         }
     }
 }
@@ -161,12 +179,6 @@ impl Channel {
             .supported_connection_types()
             .select(options.connection_type, protocol.name())
             .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
-        if ty != ConnectionType::Single {
-            return Err(RpcError::new(
-                ErrorCode::Internal,
-                format!("connection_type={ty} is not implemented yet (only single)"),
-            ));
-        }
         if let Some(ms) = options.backup_request_ms {
             return Err(RpcError::new(
                 ErrorCode::Internal,
@@ -181,7 +193,9 @@ impl Channel {
                 server: addr,
                 protocol,
                 options,
+                ty,
                 conn: spindle_runtime::sync::Mutex::new(None),
+                pool: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -201,25 +215,85 @@ impl Channel {
         (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
     }
 
-    /// The live connection, connecting first if there is none (or it failed).
+    /// The connection type in use (the one asked for, or the protocol's preferred one).
+    pub fn connection_type(&self) -> ConnectionType {
+        self.inner.ty
+    }
+
+    /// A new connection within `connect_timeout_ms` (and the call's deadline).
+    fn connect(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+        let ms = self.inner.options.connect_timeout_ms.max(1);
+        let mut cdl = Instant::now() + Duration::from_millis(ms as u64);
+        if let Some(d) = deadline {
+            cdl = cdl.min(d);
+        }
+        connection::connect(self.inner.server, cdl, ms)
+    }
+
+    /// A connection for one call: the shared one (single), an idle or new one (pooled), a
+    /// new one (short).
     fn connection(
         &self,
         deadline: Option<Instant>,
     ) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+        match self.inner.ty {
+            ConnectionType::Single => {}
+            ConnectionType::Short => return self.connect(deadline),
+            ConnectionType::Pooled => {
+                loop {
+                    let idle = self
+                        .inner
+                        .pool
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop();
+                    let Some((id, cc)) = idle else { break };
+                    if let Some(s) = socket::address(id) {
+                        return Ok((s, cc));
+                    }
+                }
+                return self.connect(deadline);
+            }
+        }
         let mut g = self.inner.conn.lock();
         if let Some((id, cc)) = &*g {
             if let Some(s) = socket::address(*id) {
                 return Ok((s, cc.clone()));
             }
         }
-        let ms = self.inner.options.connect_timeout_ms.max(1);
-        let mut cdl = Instant::now() + Duration::from_millis(ms as u64);
-        if let Some(d) = deadline {
-            cdl = cdl.min(d);
-        }
-        let (s, cc) = connection::connect(self.inner.server, cdl, ms)?;
+        let (s, cc) = self.connect(deadline)?;
         *g = Some((s.id(), cc.clone()));
         Ok((s, cc))
+    }
+
+    /// Wraps `done` so a pooled connection goes back to the pool after a success (and is
+    /// closed after a failure, when a late response could still arrive on it), and a short
+    /// connection is closed.
+    fn release_with(&self, socket: SocketId, cc: &Arc<ClientConn>, done: Done) -> Done {
+        match self.inner.ty {
+            ConnectionType::Single => done,
+            ConnectionType::Short => Box::new(move |r| {
+                close(socket, "short connection: call done");
+                done(r)
+            }),
+            ConnectionType::Pooled => {
+                let (weak, cc) = (Arc::downgrade(&self.inner), cc.clone());
+                Box::new(move |r| {
+                    match (&r, weak.upgrade()) {
+                        (Ok(_), Some(inner)) if socket::address(socket).is_some() => inner
+                            .pool
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((socket, cc)),
+                        _ => close(socket, "pooled connection: call failed"),
+                    }
+                    done(r)
+                })
+            }
+        }
     }
 
     /// One attempt: `done` runs exactly once.
@@ -228,6 +302,7 @@ impl Channel {
             Ok(c) => c,
             Err(e) => return done(Err(e)),
         };
+        let done = self.release_with(s.id(), &cc, done);
         let id = FiberId::create_with_on_error(
             CallData {
                 done: Some(done),
