@@ -502,3 +502,59 @@ fn pooled_and_short_connections() {
         }
     }
 }
+
+/// A single-connection channel whose server went away fails fast (naming
+/// `health_check_interval`) and is revived by the health check once the server is back.
+#[test]
+fn health_check_revives_the_connection() {
+    use spindle_rpc::channel::HEALTH_CHECK_INTERVAL;
+    use spindle_rpc::proto::example::EchoServiceServer;
+    use spindle_rpc::server::Server;
+    HEALTH_CHECK_INTERVAL.set(1).unwrap();
+    let (server, sleeping) = common::echo_server_counting(ServerOptions::default());
+    let addr = server.local_addr().unwrap().to_string();
+    let stub = stub(
+        &server,
+        ChannelOptions {
+            max_retry: 0,
+            ..common::opts()
+        },
+    );
+    assert_eq!(echo(&stub, "up").unwrap(), "up");
+    drop(server);
+    // The first calls find the connection closed, then the reconnect refused; from then on
+    // calls fail fast while the health check runs.
+    let mut fail_fast = None;
+    for _ in 0..5 {
+        let e = echo(&stub, "down").unwrap_err();
+        if e.text.contains("health_check_interval") {
+            fail_fast = Some(e);
+            break;
+        }
+    }
+    let e = fail_fast.expect("calls never failed fast");
+    assert_eq!(e.code, ErrorCode::Other(libc::ECONNREFUSED), "{e}");
+    // The same port again (retry while the old listening fd is being closed).
+    let mut server2 = Server::new(ServerOptions::default());
+    server2
+        .add_service(EchoServiceServer(common::Echo { sleeping }))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Err(e) = server2.start(&addr) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cannot listen again: {e}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match echo(&stub, "back") {
+            Ok(m) => break assert_eq!(m, "back"),
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "not revived: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}

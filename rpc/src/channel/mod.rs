@@ -29,8 +29,10 @@
 
 mod call;
 mod connection;
+mod health_check;
 
 pub use call::CallResult;
+pub use health_check::HEALTH_CHECK_INTERVAL;
 
 use crate::errors::{ErrorCode, RpcError};
 use crate::input_messenger::default_registry;
@@ -105,6 +107,8 @@ struct ChannelInner {
     conn: spindle_runtime::sync::Mutex<Option<(SocketId, Arc<ClientConn>)>>,
     /// Pooled: idle connections (one call in flight per connection).
     pool: Mutex<Vec<(SocketId, Arc<ClientConn>)>>,
+    /// Single: `Some(last connect error)` while the health check runs (`health_check`).
+    unreachable: Mutex<Option<RpcError>>,
 }
 
 /// Closes the socket `id` on behalf of a channel.
@@ -196,6 +200,7 @@ impl Channel {
                 ty,
                 conn: spindle_runtime::sync::Mutex::new(None),
                 pool: Mutex::new(Vec::new()),
+                unreachable: Mutex::new(None),
             }),
         })
     }
@@ -264,9 +269,27 @@ impl Channel {
                 return Ok((s, cc.clone()));
             }
         }
-        let (s, cc) = self.connect(deadline)?;
-        *g = Some((s.id(), cc.clone()));
-        Ok((s, cc))
+        let marked = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(last) = marked {
+            return Err(health_check::fail_fast(&self.inner, &last));
+        }
+        match self.connect(deadline) {
+            Ok((s, cc)) => {
+                *g = Some((s.id(), cc.clone()));
+                Ok((s, cc))
+            }
+            Err(e) => {
+                if retriable(&e) {
+                    health_check::start(&self.inner, &e);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Wraps `done` so a pooled connection goes back to the pool after a success (and is
