@@ -228,23 +228,12 @@ impl Socket {
         }
         *s.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
         // The id stops resolving; our handle keeps the value (and the fd) alive.
-        let _ = s.set_failed_id();
+        let _ = SocketRef::set_failed(s);
         event_dispatcher::deregister(s.fd, s.id());
         // SAFETY: `fd` is open while `s` lives; shutdown does not release it.
         unsafe { libc::shutdown(s.fd, libc::SHUT_RDWR) };
         s.write.wake_writers();
         s.handler.on_failed(s.id());
-    }
-}
-
-/// Bumps the id's version through the handle (the trait method of `SocketRef`).
-trait SetFailedId {
-    fn set_failed_id(&self) -> Result<(), super::AlreadyFailed>;
-}
-
-impl SetFailedId for SocketHandle {
-    fn set_failed_id(&self) -> Result<(), super::AlreadyFailed> {
-        SocketRef::set_failed(self)
     }
 }
 
