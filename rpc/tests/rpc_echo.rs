@@ -558,3 +558,68 @@ fn health_check_revives_the_connection() {
         }
     }
 }
+
+/// Forwards every call to another echo server with a nested synchronous call.
+struct Relay {
+    next: spindle_rpc::proto::example::EchoServiceStub<Channel>,
+}
+
+impl spindle_rpc::proto::example::EchoService for Relay {
+    fn echo(
+        &self,
+        ctx: &mut CallContext,
+        request: EchoRequest,
+    ) -> Result<spindle_rpc::proto::example::EchoResponse, spindle_rpc::errors::RpcError> {
+        let mut inner = CallContext {
+            request_attachment: ctx.request_attachment.clone(),
+            ..CallContext::default()
+        };
+        let r = self.next.echo(&mut inner, &request)?;
+        ctx.response_attachment = inner.response_attachment;
+        Ok(r)
+    }
+}
+
+/// Handlers block in nested synchronous calls (the fiber parks, the worker runs others):
+/// many concurrent clients through a relay server to an echo server.
+#[test]
+fn handlers_make_nested_synchronous_calls() {
+    use spindle_rpc::proto::example::EchoServiceServer;
+    use spindle_rpc::server::Server;
+    let backend = echo_server(ServerOptions::default());
+    let mut relay = Server::new(ServerOptions::default());
+    relay
+        .add_service(EchoServiceServer(Relay {
+            next: stub(&backend, common::opts()),
+        }))
+        .unwrap();
+    relay.start("127.0.0.1:0").unwrap();
+    let stub = Arc::new(stub(&relay, common::opts()));
+    let handles: Vec<_> = (0..16)
+        .map(|f| {
+            let stub = stub.clone();
+            spindle_runtime::spawn(move || {
+                for i in 0..30 {
+                    let msg = format!("relayed {f}/{i}");
+                    let mut ctx = CallContext {
+                        request_attachment: IOBuf::from(msg.as_bytes()),
+                        ..CallContext::default()
+                    };
+                    let r = stub
+                        .echo(
+                            &mut ctx,
+                            &EchoRequest {
+                                message: msg.clone(),
+                            },
+                        )
+                        .unwrap();
+                    assert_eq!(r.message, msg);
+                    assert_eq!(ctx.response_attachment.to_vec(), msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
