@@ -1,7 +1,12 @@
 //! spindle-rpc: the RPC stack of Spindle, laid out like brpc's `src/brpc`.
 //!
 //! - [`socket`]: versioned [`SocketId`](socket::SocketId)s over a slot table (brpc's
-//!   `SocketId` + `ResourcePool`); the `Socket` type comes with the server work.
+//!   `SocketId` + `ResourcePool`), the [`Socket`](socket::Socket) in the global map and its
+//!   lock-free write path.
+//! - [`event_dispatcher`]: edge-triggered epoll loops on OS threads of their own (why: seed 004).
+//! - [`input_messenger`]: reads connections and cuts messages.
+//! - [`server`], [`channel`]: the RPC server and the single-connection client channel
+//!   (user guide: `docs/rpc.md`).
 //! - [`protocol`]: the [`Protocol`](protocol::Protocol) trait, the registry and the input
 //!   messenger's cut loop ([`cut_input_message`](protocol::cut_input_message)).
 //! - [`policy`]: one module per wire protocol; [`policy::baidu_std`] so far.
@@ -15,11 +20,15 @@
 
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod compress;
 pub mod errors;
+pub mod event_dispatcher;
+pub mod input_messenger;
 mod loom;
 pub mod policy;
 pub mod proto;
 pub mod protocol;
+pub mod server;
 pub mod service;
 pub mod socket;

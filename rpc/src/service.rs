@@ -64,6 +64,9 @@ pub struct CallContext {
     pub request_compress_type: CompressType,
     /// How the response body is (server: will be) compressed.
     pub response_compress_type: CompressType,
+    /// Client: this call's deadline in ms, overriding the channel's `timeout_ms` (brpc
+    /// `Controller::set_timeout_ms`); `<= 0` = none. Server: unused.
+    pub timeout_ms: Option<i64>,
 }
 
 /// A service a server can dispatch to; implemented by generated `FooServer` adapters.

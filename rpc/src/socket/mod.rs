@@ -1,8 +1,21 @@
 //! Sockets (brpc's `socket`): connections addressed by versioned [`SocketId`]s.
 //!
-//! Only the id map exists so far; the `Socket` type (fd, write queue, `nevent` reader
-//! hand-off, health check) plugs into [`SocketMap<T>`] as its `T` with the server work.
+//! - [`socket_id`]: the versioned id map ([`SocketMap<T>`]).
+//! - [`socket`](mod@socket): the [`Socket`] itself (fd, read state, counters) in the global
+//!   [`SOCKET_MAP`], its life cycle and failure.
+//! - [`write`](mod@write): the lock-free write path (`Socket::write`) and the "keep writing"
+//!   fiber, over `write_queue` (the ownership protocol, loom-checked).
 
+pub(crate) mod sockaddr;
+#[allow(clippy::module_inception)]
+pub mod socket;
 pub mod socket_id;
+pub mod write;
+mod write_queue;
 
+pub use socket::{
+    address, InputHandler, ReadState, Socket, SocketHandle, SocketStats, SOCKET_MAP,
+    SOCKET_RECV_BUFFER_SIZE, SOCKET_SEND_BUFFER_SIZE,
+};
 pub use socket_id::{AlreadyFailed, MapFull, SocketId, SocketMap, SocketRef, DEFAULT_MAX_CHUNKS};
+pub use write::SOCKET_MAX_UNWRITTEN_BYTES;

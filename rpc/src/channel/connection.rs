@@ -1,0 +1,148 @@
+//! A channel's connection (connection type "single"): one socket multiplexing every call, and
+//! the table of calls waiting on it.
+//!
+//! # Invariants
+//!
+//! - A call's correlation id is the raw value of its [`FiberId`]; the response handler, the
+//!   timeout timer and the connection-failure path all *lock* the id, and whoever locks it
+//!   first completes the call and destroys the id. Every later attempt finds a stale id and
+//!   does nothing: a late or duplicate response is dropped in O(1), a call completes once.
+//! - `pending` holds the ids of calls written on this connection; when the socket fails, each is
+//!   sent `EFAILEDSOCKET` (ids already completed are stale and ignored).
+
+use super::call::{complete, CallData};
+use crate::errors::{ErrorCode, RpcError};
+use crate::input_messenger::{default_registry, InputMessenger, MessageSink};
+use crate::protocol::{ClientResponse, InputMessage, Protocol, ResponseSink};
+use crate::socket::{self, sockaddr, Socket, SocketHandle, SocketId};
+use spindle_runtime::fiber_id::FiberId;
+use std::collections::HashSet;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// The calls waiting on one connection.
+#[derive(Default)]
+pub(crate) struct ClientConn {
+    /// Raw ids of calls written and not yet completed.
+    pub(crate) pending: Mutex<HashSet<u64>>,
+}
+
+impl ClientConn {
+    pub(crate) fn add(&self, raw: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(raw);
+    }
+
+    pub(crate) fn remove(&self, raw: u64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&raw);
+    }
+}
+
+impl ResponseSink for ClientConn {
+    fn on_response(&self, response: ClientResponse) {
+        let id = FiberId::<CallData>::from_raw(response.correlation_id as u64);
+        // Stale: the call already completed (timeout, failure, duplicate): drop.
+        if let Ok(guard) = id.lock() {
+            complete(guard, response.result, true);
+        }
+    }
+}
+
+/// The messages of one client connection go to its [`ClientConn`].
+struct ClientSink(Arc<ClientConn>);
+
+impl MessageSink for ClientSink {
+    fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
+        let id = msg.socket_id();
+        if let Err(e) = protocol.process_response(msg, &*self.0) {
+            eprintln!(
+                "spindle-rpc: {} response on connection {id} not processed: {e}",
+                protocol.name()
+            );
+        }
+    }
+
+    fn on_failed(&self, _id: SocketId) {
+        let ids: Vec<u64> = self
+            .0
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for raw in ids {
+            let _ = FiberId::<CallData>::from_raw(raw).error(ErrorCode::FailedSocket.code());
+        }
+    }
+}
+
+/// Connects to `addr` without blocking the worker: a non-blocking `connect`, then a wait on the
+/// socket's `EPOLLOUT` butex until it completes or `deadline` (`connect_timeout_ms`) passes.
+pub(crate) fn connect(
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout_ms: i64,
+) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+    let os_err = |e: io::Error, what: &str| {
+        RpcError::new(
+            ErrorCode::Other(e.raw_os_error().unwrap_or(libc::EIO)),
+            format!("{what} {addr} failed: {e}"),
+        )
+    };
+    let fd = sockaddr::tcp_socket(&addr).map_err(|e| os_err(e, "socket for"))?;
+    socket::socket::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    if let Err(e) = sockaddr::start_connect(fd, &addr) {
+        sockaddr::close(fd);
+        return Err(os_err(e, "connect to"));
+    }
+    let conn = Arc::new(ClientConn::default());
+    let messenger = Arc::new(InputMessenger::new(
+        default_registry().clone(),
+        Arc::new(ClientSink(conn.clone())),
+    ));
+    let s = Socket::create(fd, Some(addr), messenger, true)?;
+    // The reader may fail the socket first (it reads the connect error): report its reason.
+    let failed = |s: &SocketHandle| {
+        let why = s.failure();
+        RpcError::new(
+            why.as_ref().map_or(ErrorCode::FailedSocket, |e| e.code),
+            format!(
+                "connect to {addr} failed: {}",
+                why.map_or_else(|| "closed".to_owned(), |e| e.text)
+            ),
+        )
+    };
+    loop {
+        let seq = s.write.epollout_seq();
+        if s.failed() {
+            return Err(failed(&s));
+        }
+        if sockaddr::poll_writable(s.fd()) {
+            return match socket::socket::take_socket_error(s.fd()) {
+                Ok(()) if s.failed() => Err(failed(&s)),
+                Ok(()) => Ok((s, conn)),
+                Err(e) => {
+                    let err = os_err(e, "connect to");
+                    Socket::set_failed(&s, err.clone());
+                    Err(err)
+                }
+            };
+        }
+        if Instant::now() >= deadline {
+            let err = RpcError::new(
+                ErrorCode::Other(libc::ETIMEDOUT),
+                format!("connect to {addr} timed out after connect_timeout_ms={timeout_ms}"),
+            );
+            Socket::set_failed(&s, err.clone());
+            return Err(err);
+        }
+        s.write.wait_epollout(seq, deadline);
+    }
+}

@@ -1,0 +1,451 @@
+//! The client channel (brpc's `Channel`) to one server.
+//!
+//! Connection types: **single** (default for baidu_std) — one connection multiplexes every
+//! call, responses matched by correlation id; **pooled** — one call in flight per
+//! connection, idle connections kept in a pool, a connection whose call failed is closed (a
+//! late response could still arrive on it); **short** — a new connection per call, closed when
+//! the call completes.
+//!
+//! # A call
+//!
+//! 1. The request is serialized once (`Protocol::serialize_request`).
+//! 2. Each attempt gets a fresh [`FiberId`] whose raw value is the correlation id; its data
+//!    (`call::CallData`) holds the completion callback, the timeout timer and the
+//!    connection. The id is listed in the connection's pending table, the timer is scheduled
+//!    at the call's deadline (`timeout_ms`, whole call, across retries), and the framed request
+//!    (`Protocol::pack_request`) is written with the lock-free [`Socket::write`].
+//! 3. Exactly one of: the response (input messenger → `process_response` → lock id), the
+//!    timer (`FiberId::error(ERPCTIMEDOUT)`), the connection's failure (`EFAILEDSOCKET` to
+//!    every pending id) or a write error completes the call and destroys the id; the others
+//!    find it stale. A late or duplicate response is dropped.
+//! 4. Synchronous calls park the calling fiber (or block the calling thread) until then and
+//!    retry — up to `max_retry` times, within the deadline — only on connection errors
+//!    (`EFAILEDSOCKET`, refused/reset connections, connect timeouts); never on a timeout of
+//!    the call or an error the server answered. Asynchronous calls run a callback once, with no
+//!    retry.
+//!
+//! The single connection is made on first use and remade after it failed, under a fiber mutex
+//! (a connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
+
+mod call;
+mod connection;
+mod health_check;
+
+pub use call::CallResult;
+pub use health_check::HEALTH_CHECK_INTERVAL;
+
+use crate::errors::{ErrorCode, RpcError};
+use crate::input_messenger::default_registry;
+use crate::protocol::{Authenticator, CallInfo, ConnectionType, MessageBody, Protocol};
+use crate::service::{CallContext, ClientChannel, MethodDescriptor};
+use crate::socket::{self, Socket, SocketHandle, SocketId};
+use call::{complete, on_error, CallData, Done, SyncWaiter};
+use connection::ClientConn;
+use spindle_iobuf::IOBuf;
+use spindle_runtime::fiber_id::FiberId;
+use spindle_runtime::timer_thread;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Options of a [`Channel`] (brpc's `ChannelOptions`; brpc's defaults).
+#[derive(Clone)]
+pub struct ChannelOptions {
+    /// Protocol name; `"baidu_std"` (the default) is the only client protocol so far.
+    pub protocol: String,
+    /// Connection type; `None` = the first of single, pooled, short the protocol supports; an
+    /// explicit type the protocol does not support fails at `Channel::new`.
+    pub connection_type: Option<ConnectionType>,
+    /// Deadline of a whole call, retries included, in ms; `<= 0` = none. Default 500.
+    pub timeout_ms: i64,
+    /// Deadline of one connect in ms. Default 200.
+    pub connect_timeout_ms: i64,
+    /// Extra attempts after a connection error. Default 3.
+    pub max_retry: u32,
+    /// Backup request delay in ms (brpc `backup_request_ms`); `None` = off. Not implemented
+    /// yet: a value is refused at `Channel::new`.
+    pub backup_request_ms: Option<i64>,
+    /// Credentials sent with every request (baidu_std `authentication_data`).
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            protocol: "baidu_std".to_owned(),
+            connection_type: None,
+            timeout_ms: 500,
+            connect_timeout_ms: 200,
+            max_retry: 3,
+            backup_request_ms: None,
+            authenticator: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChannelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelOptions")
+            .field("protocol", &self.protocol)
+            .field("connection_type", &self.connection_type)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("max_retry", &self.max_retry)
+            .field("backup_request_ms", &self.backup_request_ms)
+            .field("authenticator", &self.authenticator.is_some())
+            .finish()
+    }
+}
+
+struct ChannelInner {
+    server: SocketAddr,
+    protocol: Arc<dyn Protocol>,
+    options: ChannelOptions,
+    /// The connection type in use.
+    ty: ConnectionType,
+    /// Single: the current connection, made on demand.
+    conn: spindle_runtime::sync::Mutex<Option<(SocketId, Arc<ClientConn>)>>,
+    /// Pooled: idle connections (one call in flight per connection).
+    pool: Mutex<Vec<(SocketId, Arc<ClientConn>)>>,
+    /// Single: `Some(last connect error)` while the health check runs (`health_check`).
+    unreachable: Mutex<Option<RpcError>>,
+}
+
+/// Closes the socket `id` on behalf of a channel.
+fn close(id: SocketId, why: &str) {
+    if let Some(s) = socket::address(id) {
+        Socket::set_failed(&s, RpcError::new(ErrorCode::Close, why.to_owned()));
+    }
+}
+
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        if let Some((id, _)) = self.conn.get_mut().take() {
+            close(id, "channel dropped");
+        }
+        let pool = std::mem::take(self.pool.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (id, _) in pool {
+            close(id, "channel dropped");
+        }
+    }
+}
+
+/// A channel to one server. Cheap to clone (clones share the connection); dropping the last
+/// clone closes the connection (calls in flight then fail with `EFAILEDSOCKET`).
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<ChannelInner>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("server", &self.inner.server)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+/// Whether `e` is a connection error worth another attempt.
+fn retriable(e: &RpcError) -> bool {
+    match e.code {
+        ErrorCode::FailedSocket => true,
+        ErrorCode::Other(n) => [
+            libc::ECONNREFUSED,
+            libc::ECONNRESET,
+            libc::EPIPE,
+            libc::ETIMEDOUT,
+            libc::EHOSTUNREACH,
+            libc::ENETUNREACH,
+        ]
+        .contains(&n),
+        _ => false,
+    }
+}
+
+impl Channel {
+    /// A channel to `server` (`"ip:port"` or `"host:port"`, resolved now; the first address
+    /// wins). Fails for an unknown protocol, an unsupported or unimplemented connection type,
+    /// a backup request delay, or an address that does not resolve. Does not connect yet.
+    pub fn new(server: &str, options: ChannelOptions) -> Result<Channel, RpcError> {
+        let registry = default_registry();
+        let protocol = registry
+            .find(&options.protocol)
+            .and_then(|i| registry.get(i))
+            .cloned()
+            .ok_or_else(|| {
+                RpcError::new(
+                    ErrorCode::Internal,
+                    format!("unknown protocol=\"{}\"", options.protocol),
+                )
+            })?;
+        let ty = protocol
+            .supported_connection_types()
+            .select(options.connection_type, protocol.name())
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        if let Some(ms) = options.backup_request_ms {
+            return Err(RpcError::new(
+                ErrorCode::Internal,
+                format!("backup_request_ms={ms} is not implemented yet"),
+            ));
+        }
+        let addr = protocol
+            .parse_server_address(server)
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        Ok(Channel {
+            inner: Arc::new(ChannelInner {
+                server: addr,
+                protocol,
+                options,
+                ty,
+                conn: spindle_runtime::sync::Mutex::new(None),
+                pool: Mutex::new(Vec::new()),
+                unreachable: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        self.inner.server
+    }
+
+    /// The call's timeout: `ctx.timeout_ms` if set, else the channel's `timeout_ms`.
+    fn timeout_ms(&self, ctx: &CallContext) -> i64 {
+        ctx.timeout_ms.unwrap_or(self.inner.options.timeout_ms)
+    }
+
+    /// The call's deadline (`None` for a timeout `<= 0`).
+    fn deadline(timeout_ms: i64) -> Option<Instant> {
+        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+    }
+
+    /// The connection type in use (the one asked for, or the protocol's preferred one).
+    pub fn connection_type(&self) -> ConnectionType {
+        self.inner.ty
+    }
+
+    /// A new connection within `connect_timeout_ms` (and the call's deadline).
+    fn connect(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+        let ms = self.inner.options.connect_timeout_ms.max(1);
+        let mut cdl = Instant::now() + Duration::from_millis(ms as u64);
+        if let Some(d) = deadline {
+            cdl = cdl.min(d);
+        }
+        connection::connect(self.inner.server, cdl, ms)
+    }
+
+    /// A connection for one call: the shared one (single), an idle or new one (pooled), a
+    /// new one (short).
+    fn connection(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+        match self.inner.ty {
+            ConnectionType::Single => {}
+            ConnectionType::Short => return self.connect(deadline),
+            ConnectionType::Pooled => {
+                loop {
+                    let idle = self
+                        .inner
+                        .pool
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .pop();
+                    let Some((id, cc)) = idle else { break };
+                    if let Some(s) = socket::address(id) {
+                        return Ok((s, cc));
+                    }
+                }
+                return self.connect(deadline);
+            }
+        }
+        let mut g = self.inner.conn.lock();
+        if let Some((id, cc)) = &*g {
+            if let Some(s) = socket::address(*id) {
+                return Ok((s, cc.clone()));
+            }
+        }
+        let marked = self
+            .inner
+            .unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(last) = marked {
+            return Err(health_check::fail_fast(&self.inner, &last));
+        }
+        match self.connect(deadline) {
+            Ok((s, cc)) => {
+                *g = Some((s.id(), cc.clone()));
+                Ok((s, cc))
+            }
+            Err(e) => {
+                if retriable(&e) {
+                    health_check::start(&self.inner, &e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Wraps `done` so a pooled connection goes back to the pool after a success (and is
+    /// closed after a failure, when a late response could still arrive on it), and a short
+    /// connection is closed.
+    fn release_with(&self, socket: SocketId, cc: &Arc<ClientConn>, done: Done) -> Done {
+        match self.inner.ty {
+            ConnectionType::Single => done,
+            ConnectionType::Short => Box::new(move |r| {
+                close(socket, "short connection: call done");
+                done(r)
+            }),
+            ConnectionType::Pooled => {
+                let (weak, cc) = (Arc::downgrade(&self.inner), cc.clone());
+                Box::new(move |r| {
+                    match (&r, weak.upgrade()) {
+                        (Ok(_), Some(inner)) if socket::address(socket).is_some() => inner
+                            .pool
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((socket, cc)),
+                        _ => close(socket, "pooled connection: call failed"),
+                    }
+                    done(r)
+                })
+            }
+        }
+    }
+
+    /// One attempt: `done` runs exactly once.
+    fn issue(&self, call: &CallInfo<'_>, body: &IOBuf, deadline: Option<Instant>, done: Done) {
+        let (s, cc) = match self.connection(deadline) {
+            Ok(c) => c,
+            Err(e) => return done(Err(e)),
+        };
+        let done = self.release_with(s.id(), &cc, done);
+        let id = FiberId::create_with_on_error(
+            CallData {
+                done: Some(done),
+                timer: None,
+                conn: Some(cc.clone()),
+            },
+            1,
+            on_error,
+        );
+        let raw = id.as_raw();
+        cc.add(raw);
+        if let Some(d) = deadline {
+            let Ok(mut g) = id.lock() else {
+                return; // completed already (the connection failed meanwhile)
+            };
+            g.timer = Some(timer_thread::schedule(d, move || {
+                let _ = id.error(ErrorCode::RpcTimedOut.code());
+            }));
+        }
+        let fail = |e: RpcError| {
+            if let Ok(g) = id.lock() {
+                complete(g, Err(e), true);
+            }
+        };
+        let mut out = IOBuf::new();
+        let auth = self.inner.options.authenticator.as_deref();
+        if let Err(e) = self
+            .inner
+            .protocol
+            .pack_request(&mut out, raw as i64, body, call, auth)
+        {
+            return fail(e);
+        }
+        if let Err(e) = Socket::write(&s, out) {
+            fail(e);
+        }
+    }
+
+    fn call_info<'a>(method: &'a MethodDescriptor, ctx: &'a CallContext) -> CallInfo<'a> {
+        CallInfo {
+            service: method.service,
+            method: method.name,
+            compress_type: ctx.request_compress_type,
+            attachment: &ctx.request_attachment,
+            log_id: ctx.log_id,
+            ..CallInfo::default()
+        }
+    }
+
+    /// Calls `method` synchronously: parks the calling fiber (or blocks the thread) until the
+    /// response, the deadline (`ERPCTIMEDOUT`; `ctx.timeout_ms` overrides the channel's) or a
+    /// final error. Retries connection errors as
+    /// the module doc says.
+    pub fn call_method(
+        &self,
+        method: &MethodDescriptor,
+        ctx: &CallContext,
+        request: &dyn MessageBody,
+    ) -> CallResult {
+        let timeout_ms = self.timeout_ms(ctx);
+        let deadline = Self::deadline(timeout_ms);
+        let mut call = Self::call_info(method, ctx);
+        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
+        let mut body = IOBuf::new();
+        self.inner
+            .protocol
+            .serialize_request(&mut body, request, &call)?;
+        let mut attempt = 0;
+        loop {
+            let waiter = Arc::new(SyncWaiter::default());
+            let w = waiter.clone();
+            self.issue(&call, &body, deadline, Box::new(move |r| w.set(r)));
+            match waiter.wait() {
+                Err(e)
+                    if retriable(&e)
+                        && attempt < self.inner.options.max_retry
+                        && deadline.is_none_or(|d| Instant::now() < d) =>
+                {
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Calls `method` asynchronously: returns at once; `done` runs exactly once with the
+    /// outcome (in a fiber, or on the caller if the call fails before it is sent). No retry.
+    pub fn call_method_async(
+        &self,
+        method: &MethodDescriptor,
+        ctx: &CallContext,
+        request: &dyn MessageBody,
+        done: impl FnOnce(CallResult) + Send + 'static,
+    ) {
+        let timeout_ms = self.timeout_ms(ctx);
+        let deadline = Self::deadline(timeout_ms);
+        let mut call = Self::call_info(method, ctx);
+        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
+        let mut body = IOBuf::new();
+        if let Err(e) = self
+            .inner
+            .protocol
+            .serialize_request(&mut body, request, &call)
+        {
+            return done(Err(e));
+        }
+        self.issue(&call, &body, deadline, Box::new(done));
+    }
+}
+
+impl ClientChannel for Channel {
+    fn call(
+        &self,
+        method: &'static MethodDescriptor,
+        ctx: &mut CallContext,
+        request: &dyn MessageBody,
+    ) -> Result<IOBuf, RpcError> {
+        let r = self.call_method(method, ctx, request)?;
+        ctx.response_attachment = r.attachment;
+        ctx.response_compress_type = r.compress_type;
+        Ok(r.payload)
+    }
+}

@@ -1,0 +1,230 @@
+//! The input messenger (brpc's `InputMessenger`): reads a connection, cuts messages, and hands
+//! them to the server or the channel.
+//!
+//! # One read round ([`InputMessenger::on_input`], in the socket's single reader fiber)
+//!
+//! 1. Read into the socket's `IOPortal` with an adaptive size: 16 × the average message size
+//!    seen on the connection, clamped to 4 KiB..512 KiB (brpc's rule: a few messages per read,
+//!    big messages in few syscalls).
+//! 2. Cut messages with [`cut_input_message`], trying the protocol that parsed last first.
+//!    `TooBigData` (over `max_body_size`), `NoResource`, `AbsolutelyWrong` or "every protocol
+//!    said TryOthers" close **this connection only**, with a log line naming the peer, the
+//!    protocol and the reason.
+//! 3. Before the first message of a connection is processed, a server with an authenticator
+//!    runs the protocol's `verify` on it; a refusal closes the connection.
+//! 4. Of the messages cut in one round, all but the last are processed in new fibers spawned
+//!    with `spawn_no_signal`, then one `flush` wakes workers; the last is processed in place
+//!    (no hand-off for the common one-message read).
+//! 5. Repeat until `EAGAIN`; EOF or a read error fails the socket after the messages already
+//!    cut were handed out.
+
+use crate::errors::{ErrorCode, RpcError};
+use crate::policy::baidu_std::BaiduStd;
+use crate::protocol::{
+    cut_input_message, Authenticator, CutResult, InputMessage, ParseContext, Protocol,
+    ProtocolIndex, ProtocolRegistry,
+};
+use crate::socket::{InputHandler, Socket, SocketHandle, SocketId};
+use spindle_runtime::define_flag;
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+
+define_flag!(
+    /// Largest message body accepted.
+    pub static MAX_BODY_SIZE: u64 = 64 * 1024 * 1024,
+    "largest body in bytes a message may declare; larger ones close the connection",
+    validator = |v| if *v == 0 { Err("must be positive".into()) } else { Ok(()) },
+    reloadable = true
+);
+
+/// Smallest adaptive read (bytes).
+pub const MIN_READ_SIZE: usize = 4096;
+/// Largest adaptive read (bytes): 64 blocks of 8 KiB, what one `readv` of an `IOPortal` fills.
+pub const MAX_READ_SIZE: usize = 512 * 1024;
+
+/// The read size for a connection whose messages average `avg` bytes.
+pub fn read_size(avg: usize) -> usize {
+    avg.saturating_mul(16).clamp(MIN_READ_SIZE, MAX_READ_SIZE)
+}
+
+/// The protocols Spindle servers and channels speak (baidu_std so far).
+pub fn default_registry() -> &'static Arc<ProtocolRegistry> {
+    static REGISTRY: LazyLock<Arc<ProtocolRegistry>> = LazyLock::new(|| {
+        let mut r = ProtocolRegistry::new();
+        r.register(Arc::new(BaiduStd))
+            .expect("an empty registry accepts baidu_std");
+        Arc::new(r)
+    });
+    &REGISTRY
+}
+
+/// Who processes the messages of a connection: the server or a channel's connection.
+pub trait MessageSink: Send + Sync + 'static {
+    /// Processes one message parsed by `protocol` (in a fiber; may block it).
+    fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>);
+
+    /// The authenticator whose `verify` must accept a connection's first message (servers).
+    fn authenticator(&self) -> Option<&dyn Authenticator> {
+        None
+    }
+
+    /// The connection `id` failed (called once).
+    fn on_failed(&self, id: SocketId) {
+        let _ = id;
+    }
+}
+
+/// Reads connections for one [`MessageSink`].
+pub struct InputMessenger {
+    /// Protocols tried on the input.
+    registry: Arc<ProtocolRegistry>,
+    /// Where messages go.
+    sink: Arc<dyn MessageSink>,
+}
+
+impl InputMessenger {
+    /// A messenger cutting with `registry` and delivering to `sink`.
+    pub fn new(registry: Arc<ProtocolRegistry>, sink: Arc<dyn MessageSink>) -> InputMessenger {
+        InputMessenger { registry, sink }
+    }
+
+    fn spawn_process(&self, index: ProtocolIndex, msg: Box<dyn InputMessage>) {
+        let Some(protocol) = self.registry.get(index).cloned() else {
+            return;
+        };
+        let sink = self.sink.clone();
+        spindle_runtime::spawn_no_signal(move || sink.process(&protocol, msg));
+    }
+}
+
+/// Why a read round ends the connection.
+enum Close {
+    /// The peer closed: no log line.
+    Eof,
+    /// Anything else: logged.
+    Error(RpcError),
+}
+
+impl InputHandler for InputMessenger {
+    fn on_input(&self, s: &SocketHandle) {
+        let mut ctx = ParseContext::new(s.id());
+        ctx.max_body_size = usize::try_from(MAX_BODY_SIZE.get()).unwrap_or(usize::MAX);
+        let mut last: Option<(ProtocolIndex, Box<dyn InputMessage>)> = None;
+        let mut spawned = false;
+        let mut close: Option<Close> = None;
+        {
+            let mut guard = s.read.lock().unwrap_or_else(|e| e.into_inner());
+            let rs = &mut *guard;
+            'read: loop {
+                let (eof, drained) = match rs
+                    .portal
+                    .append_from_fd(s.fd(), read_size(rs.avg_message_size))
+                {
+                    Ok(0) => (true, true),
+                    Ok(n) => {
+                        s.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                        (false, false)
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true),
+                    Err(e) => {
+                        close = Some(Close::Error(RpcError::new(
+                            ErrorCode::Other(e.raw_os_error().unwrap_or(0)),
+                            format!("read from {:?} failed: {e}", s.remote()),
+                        )));
+                        break 'read;
+                    }
+                };
+                ctx.read_eof = eof;
+                loop {
+                    let before = rs.portal.len();
+                    match cut_input_message(&mut rs.portal, &mut rs.preferred, &self.registry, &ctx)
+                    {
+                        CutResult::Message { protocol, message } => {
+                            let size = before - rs.portal.len();
+                            rs.avg_message_size = if rs.avg_message_size == 0 {
+                                size
+                            } else {
+                                (rs.avg_message_size * 7 + size) / 8
+                            };
+                            s.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+                            if !rs.verified {
+                                if let (Some(auth), Some(p)) =
+                                    (self.sink.authenticator(), self.registry.get(protocol))
+                                {
+                                    if let Err(e) = p.verify(&*message, auth) {
+                                        close = Some(Close::Error(RpcError::new(
+                                            ErrorCode::RpcAuth,
+                                            format!(
+                                                "authentication of {:?} failed: {e}",
+                                                s.remote()
+                                            ),
+                                        )));
+                                        break 'read;
+                                    }
+                                }
+                                rs.verified = true;
+                            }
+                            if let Some((i, m)) = last.replace((protocol, message)) {
+                                self.spawn_process(i, m);
+                                spawned = true;
+                            }
+                        }
+                        CutResult::NotEnoughData => break,
+                        CutResult::Failed(e) => {
+                            close = Some(Close::Error(RpcError::new(
+                                ErrorCode::Request,
+                                format!("bad input from {:?}: {e}", s.remote()),
+                            )));
+                            break 'read;
+                        }
+                    }
+                }
+                if eof {
+                    close = Some(Close::Eof);
+                    break;
+                }
+                if drained {
+                    break;
+                }
+            }
+        }
+        if spawned {
+            spindle_runtime::flush();
+        }
+        if let Some((i, m)) = last {
+            if let Some(p) = self.registry.get(i) {
+                self.sink.process(p, m);
+            }
+        }
+        match close {
+            None => {}
+            Some(Close::Eof) => Socket::set_failed(
+                s,
+                RpcError::new(ErrorCode::Close, "the peer closed the connection"),
+            ),
+            Some(Close::Error(e)) => {
+                eprintln!("spindle-rpc: closing connection {}: {e}", s.id());
+                Socket::set_failed(s, e);
+            }
+        }
+    }
+
+    fn on_failed(&self, id: SocketId) {
+        self.sink.on_failed(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_size_is_sixteen_messages_clamped() {
+        assert_eq!(read_size(0), MIN_READ_SIZE);
+        assert_eq!(read_size(100), MIN_READ_SIZE);
+        assert_eq!(read_size(1000), 16000);
+        assert_eq!(read_size(1 << 20), MAX_READ_SIZE);
+        assert_eq!(read_size(usize::MAX), MAX_READ_SIZE);
+    }
+}

@@ -1,0 +1,525 @@
+//! The server (brpc's `Server`): services on one port, requests processed in fibers.
+//!
+//! # Life cycle
+//!
+//! `Server::new(options)` → [`Server::add_service`] (any number, before `start`) →
+//! [`Server::start`]`("ip:port")` → serving → [`Server::stop`] → [`Server::join`].
+//!
+//! - `start` binds a non-blocking listening socket, registers it with an event dispatcher as a
+//!   [`Socket`] whose input handler is the `acceptor`; each accepted connection becomes a
+//!   `Socket` read by an [`InputMessenger`] that delivers to this server.
+//! - A request ([`RequestSink::on_request`], in a fiber) is counted in `inflight` **before**
+//!   the state is checked, so `join` (which waits for `inflight == 0` after `stop`) never misses
+//!   one: a request counted after `stop` sees the stopped state and is answered `ELOGOFF`.
+//! - `max_concurrency` (server-wide) and per-method limits answer `ELIMIT` when exceeded.
+//! - `stop` closes the listening socket (no new connections) and makes new requests fail with
+//!   `ELOGOFF`; `join` waits for in-flight requests, then closes every connection.
+//!
+//! Handlers run in fibers and may block (fiber primitives, nested synchronous calls).
+
+mod acceptor;
+
+use crate::compress;
+use crate::errors::{ErrorCode, RpcError};
+use crate::input_messenger::{default_registry, InputMessenger, MessageSink};
+use crate::policy::baidu_std::{BaiduStd, ResponseFrame};
+use crate::protocol::{Authenticator, InputMessage, Protocol, RequestSink, ServerRequest};
+use crate::service::{CallContext, Service};
+use crate::socket::{self, sockaddr, Socket, SocketId};
+use spindle_iobuf::IOBuf;
+use spindle_runtime::butex::Butex;
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Options of a [`Server`] (brpc's `ServerOptions`, the part implemented so far).
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    /// Most requests processed at once by the whole server; 0 = unlimited. Excess requests are
+    /// answered `ELIMIT`.
+    pub max_concurrency: usize,
+    /// Per-method limits, keyed `"package.Service.Method"` (e.g.
+    /// `"example.EchoService.Echo"`); absent or 0 = unlimited.
+    pub method_max_concurrency: HashMap<String, usize>,
+    /// Checks the credentials of each connection's first message; `None` = no authentication.
+    pub authenticator: Option<Arc<dyn Authenticator>>,
+}
+
+impl std::fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("max_concurrency", &self.max_concurrency)
+            .field("method_max_concurrency", &self.method_max_concurrency)
+            .field("authenticator", &self.authenticator.is_some())
+            .finish()
+    }
+}
+
+/// Server states.
+const READY: u8 = 0;
+const RUNNING: u8 = 1;
+const STOPPING: u8 = 2;
+const STOPPED: u8 = 3;
+
+/// A method with its concurrency limit.
+struct MethodEntry {
+    /// Limit; 0 = unlimited.
+    max: usize,
+    /// Requests of this method being processed.
+    current: AtomicUsize,
+}
+
+/// A registered service.
+struct ServiceEntry {
+    service: Box<dyn Service>,
+    /// By method index.
+    methods: Vec<MethodEntry>,
+}
+
+/// State shared by the server handle, its acceptor and its connections.
+pub(crate) struct ServerInner {
+    options: ServerOptions,
+    /// Services by full name.
+    services: RwLock<HashMap<String, Arc<ServiceEntry>>>,
+    /// `READY`, `RUNNING`, `STOPPING`, `STOPPED`.
+    state: AtomicU8,
+    /// Requests counted and not yet answered (module doc).
+    inflight: AtomicUsize,
+    /// Bumped when `inflight` drops to 0 while stopping; `join` waits on it.
+    idle: Butex,
+    /// The listening socket.
+    listener: Mutex<Option<SocketId>>,
+    /// Open connections (closed by `join`).
+    connections: Mutex<HashSet<SocketId>>,
+    /// Whether `join` already closed everything.
+    joined: AtomicBool,
+}
+
+/// An RPC server. Dropping a started server stops and joins it.
+pub struct Server {
+    inner: Arc<ServerInner>,
+    /// The bound address, once started.
+    local_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("state", &self.inner.state.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Server {
+    /// A server with `options`, serving nothing yet.
+    pub fn new(options: ServerOptions) -> Server {
+        Server {
+            inner: Arc::new(ServerInner {
+                options,
+                services: RwLock::new(HashMap::new()),
+                state: AtomicU8::new(READY),
+                inflight: AtomicUsize::new(0),
+                idle: Butex::new(0),
+                listener: Mutex::new(None),
+                connections: Mutex::new(HashSet::new()),
+                joined: AtomicBool::new(false),
+            }),
+            local_addr: None,
+        }
+    }
+
+    /// Adds a service (a generated `FooServer<T>` adapter). Fails if the server was started or
+    /// a service of the same full name was added.
+    pub fn add_service(&mut self, service: impl Service) -> Result<(), RpcError> {
+        if self.inner.state.load(Ordering::Acquire) != READY {
+            return Err(RpcError::new(
+                ErrorCode::Internal,
+                "add_service after the server started",
+            ));
+        }
+        let d = service.descriptor();
+        let methods = d
+            .methods
+            .iter()
+            .map(|m| MethodEntry {
+                max: self
+                    .inner
+                    .options
+                    .method_max_concurrency
+                    .get(&format!("{}.{}", d.full_name, m.name))
+                    .copied()
+                    .unwrap_or(0),
+                current: AtomicUsize::new(0),
+            })
+            .collect();
+        let mut services = self
+            .inner
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if services.contains_key(d.full_name) {
+            return Err(RpcError::new(
+                ErrorCode::Internal,
+                format!("service {} was already added", d.full_name),
+            ));
+        }
+        services.insert(
+            d.full_name.to_owned(),
+            Arc::new(ServiceEntry {
+                service: Box::new(service),
+                methods,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Listens on `addr` (`"ip:port"` or `"host:port"`; port 0 picks a free port, see
+    /// [`Server::local_addr`]) and starts serving.
+    pub fn start(&mut self, addr: &str) -> Result<(), RpcError> {
+        let bad = |why: String| RpcError::new(ErrorCode::Internal, why);
+        let sa = addr
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("bad listen address \"{addr}\": {e}")))?
+            .next()
+            .ok_or_else(|| bad(format!("listen address \"{addr}\" resolves to nothing")))?;
+        if self
+            .inner
+            .state
+            .compare_exchange(READY, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(bad("start on a server that was already started".to_owned()));
+        }
+        let (fd, local) = sockaddr::listen(&sa, 1024).map_err(|e| {
+            self.inner.state.store(READY, Ordering::Release);
+            RpcError::new(
+                ErrorCode::Other(e.raw_os_error().unwrap_or(0)),
+                format!("cannot listen on {addr}: {e}"),
+            )
+        })?;
+        let acceptor = Arc::new(acceptor::Acceptor::new(self.inner.clone()));
+        let id = Socket::create(fd, Some(local), acceptor, false)
+            .inspect_err(|_| {
+                self.inner.state.store(READY, Ordering::Release);
+            })?
+            .id();
+        *self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(id);
+        self.local_addr = Some(local);
+        Ok(())
+    }
+
+    /// The address the server listens on (after `start`).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Whether the server is started and not stopped.
+    pub fn is_running(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    /// Stops accepting: closes the listening socket; requests arriving from now on are answered
+    /// `ELOGOFF`; in-flight requests go on. Idempotent.
+    pub fn stop(&self) {
+        if self
+            .inner
+            .state
+            .compare_exchange(RUNNING, STOPPING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let listener = self
+            .inner
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = listener.and_then(socket::address) {
+            Socket::set_failed(&s, RpcError::new(ErrorCode::LogOff, "server stopped"));
+        }
+        self.inner.wake_idle();
+    }
+
+    /// Waits until every in-flight request was answered (after [`Server::stop`]), then closes
+    /// all connections. Returns at once if the server was never started.
+    pub fn join(&self) {
+        let st = self.inner.state.load(Ordering::Acquire);
+        if st == READY || self.inner.joined.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        loop {
+            let seq = self.inner.idle.value().load(Ordering::Acquire);
+            if self.inner.state.load(Ordering::Acquire) != RUNNING
+                && self.inner.inflight.load(Ordering::Acquire) == 0
+            {
+                break;
+            }
+            let _ = self
+                .inner
+                .idle
+                .wait(seq, Some(Instant::now() + Duration::from_millis(50)));
+        }
+        let conns: Vec<SocketId> = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        for id in conns {
+            if let Some(s) = socket::address(id) {
+                Socket::set_failed(&s, RpcError::new(ErrorCode::LogOff, "server stopped"));
+            }
+        }
+        self.inner.state.store(STOPPED, Ordering::Release);
+    }
+
+    /// Serves until the process gets SIGINT or SIGTERM, then stops and joins.
+    pub fn run_until_asked_to_quit(&self) {
+        quit::install();
+        while !quit::asked() && self.is_running() {
+            spindle_runtime::sleep(Duration::from_millis(50));
+        }
+        self.stop();
+        self.join();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        self.join();
+    }
+}
+
+/// SIGINT / SIGTERM → a flag (the handler only stores an atomic: async-signal-safe).
+mod quit {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static ASKED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn on_signal(_: libc::c_int) {
+        ASKED.store(true, Ordering::SeqCst);
+    }
+
+    pub(super) fn install() {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+            unsafe {
+                libc::signal(
+                    sig,
+                    on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                )
+            };
+        }
+    }
+
+    pub(super) fn asked() -> bool {
+        ASKED.load(Ordering::SeqCst)
+    }
+}
+
+/// Decrements `inflight` when a request is answered.
+struct Inflight<'a>(&'a ServerInner);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.0.state.load(Ordering::Acquire) != RUNNING
+        {
+            self.0.wake_idle();
+        }
+    }
+}
+
+/// Decrements a concurrency counter on drop.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ServerInner {
+    fn wake_idle(&self) {
+        self.idle.value().fetch_add(1, Ordering::Release);
+        self.idle.wake_all();
+    }
+
+    /// A messenger for a new connection of this server.
+    pub(crate) fn messenger(self: &Arc<Self>) -> Arc<InputMessenger> {
+        Arc::new(InputMessenger::new(
+            default_registry().clone(),
+            Arc::new(ServerSink(self.clone())),
+        ))
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == RUNNING
+    }
+
+    pub(crate) fn add_connection(&self, id: SocketId) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    /// Frames and writes a response (or an error) back to `socket_id`; dropped silently if the
+    /// connection is gone.
+    fn respond(
+        &self,
+        socket_id: SocketId,
+        correlation_id: i64,
+        result: Result<(IOBuf, IOBuf, compress::CompressType), RpcError>,
+    ) {
+        let empty = IOBuf::new();
+        let frame = match &result {
+            Ok((body, attachment, ty)) => ResponseFrame {
+                correlation_id,
+                error: None,
+                compress_type: *ty,
+                body,
+                attachment,
+            },
+            Err(e) => ResponseFrame {
+                correlation_id,
+                error: Some(e),
+                compress_type: compress::CompressType::None,
+                body: &empty,
+                attachment: &empty,
+            },
+        };
+        let mut out = IOBuf::new();
+        if let Err(e) = BaiduStd::pack_response(&mut out, &frame) {
+            // Only an oversized attachment fails here: answer with that error instead.
+            out.clear();
+            let frame = ResponseFrame {
+                correlation_id,
+                error: Some(&e),
+                compress_type: compress::CompressType::None,
+                body: &empty,
+                attachment: &empty,
+            };
+            if BaiduStd::pack_response(&mut out, &frame).is_err() {
+                return;
+            }
+        }
+        if let Some(s) = socket::address(socket_id) {
+            // A failed write means the connection failed; the client learns that itself.
+            let _ = Socket::write(&s, out);
+        }
+    }
+
+    /// Runs one request: limits, lookup, the method, the response body.
+    fn run(&self, req: ServerRequest) -> Result<(IOBuf, IOBuf, compress::CompressType), RpcError> {
+        if !self.is_running() {
+            return Err(RpcError::new(ErrorCode::LogOff, "the server is stopping"));
+        }
+        let max = self.options.max_concurrency;
+        let inflight = self.inflight.load(Ordering::Acquire);
+        if max > 0 && inflight > max {
+            return Err(RpcError::new(
+                ErrorCode::Limit,
+                format!("{inflight} requests in flight exceed the server's max_concurrency={max}"),
+            ));
+        }
+        let entry = self
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&req.service)
+            .cloned()
+            .ok_or_else(|| {
+                RpcError::new(
+                    ErrorCode::NoService,
+                    format!("no service named \"{}\"", req.service),
+                )
+            })?;
+        let d = entry.service.descriptor();
+        let method = d.method(&req.method).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NoMethod,
+                format!("service {} has no method \"{}\"", d.full_name, req.method),
+            )
+        })?;
+        let me = &entry.methods[method.index];
+        let now = me.current.fetch_add(1, Ordering::AcqRel) + 1;
+        let _slot = Slot(&me.current);
+        if me.max > 0 && now > me.max {
+            return Err(RpcError::new(
+                ErrorCode::Limit,
+                format!(
+                    "{now} requests of {}.{} in flight exceed its max_concurrency={}",
+                    d.full_name, method.name, me.max
+                ),
+            ));
+        }
+        let mut ctx = CallContext {
+            log_id: req.log_id,
+            request_attachment: req.attachment,
+            response_compress_type: req.compress_type,
+            request_compress_type: req.compress_type,
+            ..CallContext::default()
+        };
+        let plain = entry.service.call(method.index, &mut ctx, req.payload)?;
+        let mut body = IOBuf::new();
+        compress::compress_iobuf(ctx.response_compress_type, &plain, &mut body).map_err(|e| {
+            RpcError::new(
+                ErrorCode::Internal,
+                format!("cannot compress the response of {}: {e}", method.name),
+            )
+        })?;
+        Ok((body, ctx.response_attachment, ctx.response_compress_type))
+    }
+}
+
+impl RequestSink for ServerInner {
+    fn on_request(&self, request: ServerRequest) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let _inflight = Inflight(self);
+        let (socket_id, correlation_id) = (request.socket_id, request.correlation_id);
+        let result = self.run(request);
+        self.respond(socket_id, correlation_id, result);
+    }
+
+    fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError) {
+        self.respond(socket_id, correlation_id, Err(error));
+    }
+}
+
+/// The server as its connections' [`MessageSink`].
+struct ServerSink(Arc<ServerInner>);
+
+impl MessageSink for ServerSink {
+    fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
+        let id = msg.socket_id();
+        if let Err(e) = protocol.process_request(msg, &*self.0) {
+            eprintln!(
+                "spindle-rpc: {} request on connection {id} not processed: {e}",
+                protocol.name()
+            );
+        }
+    }
+
+    fn authenticator(&self) -> Option<&dyn Authenticator> {
+        self.0.options.authenticator.as_deref()
+    }
+
+    fn on_failed(&self, id: SocketId) {
+        self.0
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}

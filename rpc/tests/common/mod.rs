@@ -1,0 +1,91 @@
+//! Shared by the end-to-end tests: brpc's echo service with test hooks.
+#![allow(dead_code)]
+
+use spindle_rpc::channel::{Channel, ChannelOptions};
+use spindle_rpc::errors::{ErrorCode, RpcError};
+use spindle_rpc::proto::example::{
+    EchoRequest, EchoResponse, EchoService, EchoServiceServer, EchoServiceStub,
+};
+use spindle_rpc::server::{Server, ServerOptions};
+use spindle_rpc::service::CallContext;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Waits (at most 10 s) until a `sleep:` handler of the server owning `sleeping` runs.
+pub fn wait_for_sleeper(sleeping: &AtomicUsize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sleeping.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no sleeping handler started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Channel options for tests: generous timeouts (machines under load are slow).
+pub fn opts() -> ChannelOptions {
+    ChannelOptions {
+        timeout_ms: 10_000,
+        connect_timeout_ms: 2_000,
+        ..ChannelOptions::default()
+    }
+}
+
+/// Echoes the message and the attachment. `sleep:<ms>` sleeps first (in the fiber);
+/// `fail` answers EINTERNAL. `sleeping` counts handlers sleeping now.
+pub struct Echo {
+    pub sleeping: Arc<AtomicUsize>,
+}
+
+impl EchoService for Echo {
+    fn echo(&self, ctx: &mut CallContext, request: EchoRequest) -> Result<EchoResponse, RpcError> {
+        if let Some(ms) = request.message.strip_prefix("sleep:") {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            self.sleeping.fetch_add(1, Ordering::SeqCst);
+            spindle_runtime::sleep(Duration::from_millis(ms));
+            self.sleeping.fetch_sub(1, Ordering::SeqCst);
+        }
+        if request.message == "fail" {
+            return Err(RpcError::new(ErrorCode::Internal, "asked to fail"));
+        }
+        ctx.response_attachment = ctx.request_attachment.clone();
+        Ok(EchoResponse {
+            message: request.message,
+        })
+    }
+}
+
+/// A started echo server on a free loopback port.
+pub fn echo_server(options: ServerOptions) -> Server {
+    echo_server_counting(options).0
+}
+
+/// A started echo server and the count of its sleeping handlers.
+pub fn echo_server_counting(options: ServerOptions) -> (Server, Arc<AtomicUsize>) {
+    let sleeping = Arc::new(AtomicUsize::new(0));
+    let mut server = Server::new(options);
+    server
+        .add_service(EchoServiceServer(Echo {
+            sleeping: sleeping.clone(),
+        }))
+        .unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    (server, sleeping)
+}
+
+/// A stub over a new channel to `server`.
+pub fn stub(server: &Server, options: ChannelOptions) -> EchoServiceStub<Channel> {
+    let addr = server.local_addr().unwrap().to_string();
+    EchoServiceStub::new(Channel::new(&addr, options).unwrap())
+}
+
+/// One echo call.
+pub fn echo(stub: &EchoServiceStub<Channel>, msg: &str) -> Result<String, RpcError> {
+    let mut ctx = CallContext::default();
+    stub.echo(
+        &mut ctx,
+        &EchoRequest {
+            message: msg.to_owned(),
+        },
+    )
+    .map(|r| r.message)
+}

@@ -1,0 +1,67 @@
+//! Seed 004 (the starvation trap) cannot happen: with 2 fiber workers and 4 event dispatchers,
+//! echo works — dispatchers run on OS threads of their own and never pin a worker.
+//!
+//! A test binary of its own: the flags must be set before the runtime and the dispatchers
+//! start, and they are process-wide.
+
+mod common;
+
+use common::{echo, echo_server, stub};
+use spindle_rpc::channel::ChannelOptions;
+use spindle_rpc::event_dispatcher::{dispatcher_count, EVENT_DISPATCHER_NUM};
+use spindle_rpc::server::ServerOptions;
+use spindle_runtime::flags::runtime_flags::FIBER_CONCURRENCY;
+use std::sync::Arc;
+
+#[test]
+fn two_workers_four_dispatchers_echo() {
+    FIBER_CONCURRENCY.set(2).unwrap();
+    EVENT_DISPATCHER_NUM.set(4).unwrap();
+    let server = echo_server(ServerOptions::default());
+    assert_eq!(spindle_runtime::config().fiber_concurrency, 2);
+    assert_eq!(dispatcher_count(), 4);
+    // Several connections, so every dispatcher has sockets; handlers that park their fiber.
+    let stubs: Vec<_> = (0..6)
+        .map(|_| {
+            Arc::new(stub(
+                &server,
+                ChannelOptions {
+                    timeout_ms: 10_000,
+                    ..Default::default()
+                },
+            ))
+        })
+        .collect();
+    let handles: Vec<_> = (0..24)
+        .map(|f| {
+            let stub = stubs[f % stubs.len()].clone();
+            spindle_runtime::spawn(move || {
+                for i in 0..50 {
+                    let msg = if i % 10 == 0 {
+                        "sleep:1".to_owned()
+                    } else {
+                        format!("{f}/{i}")
+                    };
+                    assert_eq!(echo(&stub, &msg).unwrap(), msg);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // And from plain threads too.
+    let threads: Vec<_> = stubs
+        .iter()
+        .map(|s| {
+            let s = s.clone();
+            std::thread::spawn(move || echo(&s, "thread").unwrap())
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), "thread");
+    }
+    // The flag is frozen once the dispatchers started.
+    let err = EVENT_DISPATCHER_NUM.set(1).unwrap_err();
+    assert!(err.to_string().contains("event_dispatcher_num"), "{err}");
+}
