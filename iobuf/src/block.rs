@@ -340,7 +340,7 @@ impl Clone for BlockRef {
     }
 }
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
     use std::sync::atomic::AtomicUsize as StdAtomicUsize;
