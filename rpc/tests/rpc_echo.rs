@@ -54,33 +54,9 @@ fn echo_from_thread_and_fiber_with_attachment() {
 fn many_concurrent_fibers_pipelined_on_one_connection() {
     let server = echo_server(ServerOptions::default());
     let stub = Arc::new(stub(&server, common::opts()));
-    let handles: Vec<_> = (0..32)
-        .map(|f| {
-            let stub = stub.clone();
-            spindle_runtime::spawn(move || {
-                for i in 0..100 {
-                    let msg = format!("fiber {f} call {i} {}", "x".repeat(i * 7));
-                    let mut ctx = CallContext {
-                        request_attachment: IOBuf::from(msg.as_bytes()),
-                        ..CallContext::default()
-                    };
-                    let r = stub
-                        .echo(
-                            &mut ctx,
-                            &EchoRequest {
-                                message: msg.clone(),
-                            },
-                        )
-                        .unwrap();
-                    assert_eq!(r.message, msg);
-                    assert_eq!(ctx.response_attachment.to_vec(), msg.as_bytes());
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    echo_from_fibers(&stub, 32, 100, |f, i| {
+        format!("fiber {f} call {i} {}", "x".repeat(i * 7))
+    });
 }
 
 #[test]
@@ -595,12 +571,24 @@ fn handlers_make_nested_synchronous_calls() {
         .unwrap();
     relay.start("127.0.0.1:0").unwrap();
     let stub = Arc::new(stub(&relay, common::opts()));
-    let handles: Vec<_> = (0..16)
+    echo_from_fibers(&stub, 16, 30, |f, i| format!("relayed {f}/{i}"));
+}
+
+/// Runs `fibers` fibers that each make `calls` echo calls through `stub`, the message (built by
+/// `message(fiber, call)`) sent both as the request and as its attachment, and checks that both
+/// come back unchanged.
+fn echo_from_fibers(
+    stub: &Arc<spindle_rpc::proto::example::EchoServiceStub<Channel>>,
+    fibers: usize,
+    calls: usize,
+    message: fn(usize, usize) -> String,
+) {
+    let handles: Vec<_> = (0..fibers)
         .map(|f| {
             let stub = stub.clone();
             spindle_runtime::spawn(move || {
-                for i in 0..30 {
-                    let msg = format!("relayed {f}/{i}");
+                for i in 0..calls {
+                    let msg = message(f, i);
                     let mut ctx = CallContext {
                         request_attachment: IOBuf::from(msg.as_bytes()),
                         ..CallContext::default()
