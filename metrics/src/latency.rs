@@ -218,9 +218,18 @@ impl Inner {
         }
         drop(ring);
         let exposed: Vec<f64> = EXPOSED_PERCENTILES.iter().map(|p| p.0).collect();
-        let p = percentiles(&dense, &exposed);
+        // A bucket's middle can exceed the exact maximum; never report more than it.
+        let max = snap.max_latency;
+        let p: Vec<u64> = percentiles(&dense, &exposed)
+            .into_iter()
+            .map(|v| v.min(max))
+            .collect();
         snap.percentiles.copy_from_slice(&p);
-        (snap, percentiles(&dense, ratios))
+        let asked = percentiles(&dense, ratios)
+            .into_iter()
+            .map(|v| v.min(max))
+            .collect();
+        (snap, asked)
     }
 }
 

@@ -290,19 +290,29 @@ impl<D: Direction> Default for ExtremeCell<D> {
     }
 }
 
+/// Extremes of exited threads: `(all time, since the last tick)`.
+struct ExtremeGlobal<D>((i64, i64), std::marker::PhantomData<D>);
+
+impl<D: Direction> Default for ExtremeGlobal<D> {
+    fn default() -> Self {
+        ExtremeGlobal((D::IDENTITY, D::IDENTITY), std::marker::PhantomData)
+    }
+}
+
 /// Extreme combiner ops.
 struct Extreme<D>(std::marker::PhantomData<D>);
 
 impl<D: Direction> CellOps for Extreme<D> {
     type Cell = ExtremeCell<D>;
-    type Global = (i64, i64);
-    fn fold(global: &mut (i64, i64), cell: &ExtremeCell<D>) {
+    type Global = ExtremeGlobal<D>;
+    fn fold(global: &mut ExtremeGlobal<D>, cell: &ExtremeCell<D>) {
         let (all, tick) = (cell.all.load(Relaxed), cell.tick.swap(D::IDENTITY, Relaxed));
-        if D::better(all, global.0) {
-            global.0 = all;
+        let g = &mut global.0;
+        if D::better(all, g.0) {
+            g.0 = all;
         }
-        if D::better(tick, global.1) {
-            global.1 = tick;
+        if D::better(tick, g.1) {
+            g.1 = tick;
         }
     }
 }
@@ -330,13 +340,13 @@ impl<D: Direction> ExtremeInner<D> {
         let st = self.combiner.lock();
         st.cells()
             .map(|c| c.all.load(Relaxed))
-            .fold(st.global.0, |a, b| if D::better(b, a) { b } else { a })
+            .fold(st.global.0 .0, |a, b| if D::better(b, a) { b } else { a })
     }
 
     /// The extreme since the previous call, resetting every cell's per-tick extreme.
     fn take_tick(&self) -> i64 {
         let mut st = self.combiner.lock();
-        let mut best = std::mem::replace(&mut st.global.1, D::IDENTITY);
+        let mut best = std::mem::replace(&mut st.global.0 .1, D::IDENTITY);
         for c in st.cells() {
             let t = c.tick.swap(D::IDENTITY, Relaxed);
             if D::better(t, best) {

@@ -160,6 +160,9 @@ impl Collector {
     }
 }
 
+/// A sample with the collector time it was taken at.
+pub(crate) type Stamped<S> = (Duration, S);
+
 /// A bounded time series of samples, newest last.
 pub(crate) struct Ring<S> {
     /// Maximum number of samples kept.
@@ -193,7 +196,7 @@ impl<S> Ring<S> {
 
     /// The last `secs` ticks: the sample just before them (the base) and the samples of the
     /// ticks themselves, oldest first. Fewer ticks when the series is shorter; `None` when empty.
-    pub(crate) fn window(&mut self, secs: usize) -> Option<(&(Duration, S), &[(Duration, S)])> {
+    pub(crate) fn window(&mut self, secs: usize) -> Option<(&Stamped<S>, &[Stamped<S>])> {
         let n = self.samples.len();
         if n == 0 {
             return None;
