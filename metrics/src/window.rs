@@ -98,11 +98,6 @@ impl<S: Send + Sync + 'static> SeriesSlot<S> {
     }
 }
 
-/// Clamps a window length to `1..=MAX_WINDOW_SECS`.
-fn clamp_secs(secs: usize) -> usize {
-    secs.clamp(1, MAX_WINDOW_SECS)
-}
-
 /// Reads a window of a series: the reduced value and the time it spans.
 fn read_window<V: Windowed>(series: &Series<V::Sample>, secs: usize) -> (V::Output, Duration) {
     let mut ring = series.ring.lock();
@@ -132,13 +127,32 @@ pub struct Window<V: Windowed> {
     exposures: Exposures,
 }
 
-/// What a [`Window`] reads.
-struct WindowInner<V: Windowed> {
+/// What a view reads: a variable's series and the window length.
+struct ViewInner<V: Windowed> {
     /// The variable's series.
     series: Arc<Series<V::Sample>>,
     /// Window length in ticks.
     secs: usize,
 }
+
+impl<V: Windowed> ViewInner<V> {
+    /// A view of `secs` ticks (clamped) over `var`'s series on `collector`.
+    fn new(var: &V, secs: usize, collector: &Collector) -> Self {
+        let secs = secs.clamp(1, MAX_WINDOW_SECS);
+        ViewInner {
+            series: var.series(collector, secs),
+            secs,
+        }
+    }
+
+    /// The reduced value over the window and the time it spans.
+    fn read(&self) -> (V::Output, Duration) {
+        read_window::<V>(&self.series, self.secs)
+    }
+}
+
+/// What a [`Window`] reads.
+struct WindowInner<V: Windowed>(ViewInner<V>);
 
 impl<V: Windowed> Window<V> {
     /// A window of `secs` seconds (clamped to `1..=3600`) over `var`, on the global collector.
@@ -149,29 +163,25 @@ impl<V: Windowed> Window<V> {
     /// A window of `secs` ticks (clamped to `1..=3600`) over `var`, sampled by `collector`.
     /// All views of one variable share the series of the first view's collector.
     pub fn with_collector(var: &V, secs: usize, collector: &Collector) -> Self {
-        let secs = clamp_secs(secs);
         Window {
-            inner: Arc::new(WindowInner {
-                series: var.series(collector, secs),
-                secs,
-            }),
+            inner: Arc::new(WindowInner(ViewInner::new(var, secs, collector))),
             exposures: Exposures::default(),
         }
     }
 
     /// The value over the window.
     pub fn get_value(&self) -> V::Output {
-        read_window::<V>(&self.inner.series, self.inner.secs).0
+        self.inner.0.read().0
     }
 
     /// The value over the window and the time the window's samples span.
     pub fn get_span(&self) -> (V::Output, Duration) {
-        read_window::<V>(&self.inner.series, self.inner.secs)
+        self.inner.0.read()
     }
 
     /// The window length in ticks.
     pub fn window_secs(&self) -> usize {
-        self.inner.secs
+        self.inner.0.secs
     }
 }
 
@@ -180,7 +190,7 @@ where
     Series<V::Sample>: Send + Sync,
 {
     fn value(&self) -> Value {
-        read_window::<V>(&self.series, self.secs).0.into()
+        self.0.read().0.into()
     }
 }
 
@@ -195,16 +205,12 @@ pub struct PerSecond<V: Rate> {
 }
 
 /// What a [`PerSecond`] reads.
-struct PerSecondInner<V: Rate> {
-    /// The variable's series.
-    series: Arc<Series<V::Sample>>,
-    /// Window length in ticks.
-    secs: usize,
-}
+struct PerSecondInner<V: Rate>(ViewInner<V>);
 
 impl<V: Rate> PerSecondInner<V> {
+    /// The windowed change divided by the seconds it spans.
     fn rate(&self) -> f64 {
-        let (out, span) = read_window::<V>(&self.series, self.secs);
+        let (out, span) = self.0.read();
         let secs = span.as_secs_f64();
         if secs > 0.0 {
             V::to_f64(out) / secs
@@ -222,12 +228,8 @@ impl<V: Rate> PerSecond<V> {
 
     /// Per-second rate over `secs` ticks (clamped to `1..=3600`), sampled by `collector`.
     pub fn with_collector(var: &V, secs: usize, collector: &Collector) -> Self {
-        let secs = clamp_secs(secs);
         PerSecond {
-            inner: Arc::new(PerSecondInner {
-                series: var.series(collector, secs),
-                secs,
-            }),
+            inner: Arc::new(PerSecondInner(ViewInner::new(var, secs, collector))),
             exposures: Exposures::default(),
         }
     }
@@ -239,7 +241,7 @@ impl<V: Rate> PerSecond<V> {
 
     /// The window length in ticks.
     pub fn window_secs(&self) -> usize {
-        self.inner.secs
+        self.inner.0.secs
     }
 }
 
