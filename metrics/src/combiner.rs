@@ -72,6 +72,10 @@ struct IndexPool {
 
 /// A per-thread combiner of `O::Cell`s (see the module docs).
 pub(crate) struct Combiner<O: CellOps> {
+    /// Copy of `shared.index`, one pointer hop closer to the update path.
+    index: usize,
+    /// Copy of `shared.serial`.
+    serial: u64,
     /// Shared with the agents (weakly), so exiting threads can fold into it.
     shared: Arc<Shared<O>>,
 }
@@ -101,7 +105,9 @@ impl<O: CellOps> State<O> {
     }
 }
 
-/// One thread's cell of one combiner.
+/// One thread's cell of one combiner, alone on its cache lines (128 bytes: two lines, as
+/// adjacent-line prefetchers pair them) so two threads' cells never share one.
+#[repr(align(128))]
 struct Agent<O: CellOps> {
     /// The accumulator.
     cell: O::Cell,
@@ -166,10 +172,13 @@ impl<O: CellOps> Combiner<O> {
                 }
             }
         };
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
         Combiner {
+            index,
+            serial,
             shared: Arc::new(Shared {
                 index,
-                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                serial,
                 state: Mutex::new(State {
                     global: O::Global::default(),
                     agents: Vec::new(),
@@ -190,8 +199,8 @@ impl<O: CellOps> Combiner<O> {
             // and the thread-local destructor; neither re-enters the other (nothing here runs user
             // code), so this is the only reference to it right now.
             let slots = unsafe { &mut *slots.0.get() };
-            match slots.get(self.shared.index) {
-                Some(slot) if slot.serial == self.shared.serial => slot.cell,
+            match slots.get(self.index) {
+                Some(slot) if slot.serial == self.serial => slot.cell,
                 _ => self.register(slots),
             }
         });
