@@ -11,9 +11,12 @@
 //! Every combiner owns a small *index* (recycled when the combiner drops) and a *serial* that is
 //! never reused. Each thread keeps a vector of slots indexed by combiner index; a slot remembers
 //! the serial of the combiner it was made for and a pointer to that combiner's cell. The fast path
-//! is: read the thread's slot vector, compare serials, use the cell. A stale slot (its combiner
-//! dropped and the index was handed to a new one) fails the serial check and is replaced, so a
-//! cell is never used for the wrong combiner.
+//! is: read the slot vector's pointer and length from a destructor-free thread-local (`FAST`, so
+//! no liveness check), compare serials, use the cell. Everything else — a first update, a stale
+//! slot (its combiner dropped and the index was handed to a new one), a thread whose slots are
+//! already destroyed — takes the cold path, which owns the vector (`SLOTS`, whose destructor
+//! folds the cells) and republishes `FAST` after every change. A cell is never used for the wrong
+//! combiner because serials are never reused.
 //!
 //! # Invariants
 //!
@@ -37,7 +40,7 @@
 //! closure must not yield (it only performs atomic operations).
 
 use parking_lot::{Mutex, MutexGuard};
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
@@ -147,6 +150,8 @@ struct Slots(UnsafeCell<Vec<Slot>>);
 
 impl Drop for Slots {
     fn drop(&mut self) {
+        // From now on updates take the slow path, which sees `SLOTS` destroyed.
+        let _ = FAST.try_with(|f| f.publish(std::ptr::null(), 0));
         for slot in self.0.get_mut().drain(..) {
             if let Some(agent) = slot.agent {
                 agent.thread_exit();
@@ -155,8 +160,31 @@ impl Drop for Slots {
     }
 }
 
+/// Where the fast path finds the thread's slots: a copy of the slot vector's pointer and length,
+/// in a thread-local without a destructor (so reading it needs no liveness check). Rewritten
+/// by the slow path whenever the vector changes, and emptied when the vector is destroyed.
+struct Fast {
+    /// First slot.
+    ptr: Cell<*const Slot>,
+    /// Number of slots.
+    len: Cell<usize>,
+}
+
+impl Fast {
+    fn publish(&self, ptr: *const Slot, len: usize) {
+        self.ptr.set(ptr);
+        self.len.set(len);
+    }
+}
+
 thread_local! {
     static SLOTS: Slots = const { Slots(UnsafeCell::new(Vec::new())) };
+    static FAST: Fast = const {
+        Fast {
+            ptr: Cell::new(std::ptr::null()),
+            len: Cell::new(0),
+        }
+    };
 }
 
 impl<O: CellOps> Combiner<O> {
@@ -194,21 +222,45 @@ impl<O: CellOps> Combiner<O> {
     /// module docs).
     #[inline(never)]
     pub(crate) fn update<F: FnOnce(&O::Cell)>(&self, f: F) {
+        let (ptr, len) = FAST
+            .try_with(|fast| (fast.ptr.get(), fast.len.get()))
+            .unwrap_or((std::ptr::null(), 0));
+        if self.index < len {
+            // SAFETY: `ptr` and `len` describe this thread's live slot vector: the slow path
+            // republishes them after every change to the vector, and the vector's destructor
+            // empties them before freeing it; nothing changes the vector while this runs.
+            let slot = unsafe { &*ptr.add(self.index) };
+            if slot.serial == self.serial {
+                // SAFETY: the pointer was made from an `Arc<Agent<O>>` held by this slot, whose
+                // serial proves the cell type is `O::Cell`; the slot cannot be replaced or
+                // dropped before `f` returns because only this thread changes it and `f` does
+                // not call back into the combiner.
+                return f(unsafe { &*(slot.cell as *const O::Cell) });
+            }
+        }
+        self.update_slow(f)
+    }
+
+    /// `update` when the thread has no cell for this combiner yet, or its slots are destroyed.
+    #[cold]
+    #[inline(never)]
+    fn update_slow<F: FnOnce(&O::Cell)>(&self, f: F) {
         let cell = SLOTS.try_with(|slots| {
-            // SAFETY: the slot vector is only ever touched by its own thread, inside this function
-            // and the thread-local destructor; neither re-enters the other (nothing here runs user
-            // code), so this is the only reference to it right now.
+            // SAFETY: the slot vector is only touched by its own thread, here, in `register` and
+            // in its destructor, none of which runs user code or re-enters another, so this is
+            // the only reference to it while it lives.
             let slots = unsafe { &mut *slots.0.get() };
-            match slots.get(self.index) {
+            let cell = match slots.get(self.index) {
                 Some(slot) if slot.serial == self.serial => slot.cell,
                 _ => self.register(slots),
-            }
+            };
+            let _ = FAST.try_with(|f| f.publish(slots.as_ptr(), slots.len()));
+            cell
         });
         match cell {
             Ok(cell) => {
-                // SAFETY: the pointer was made from an `Arc<Agent<O>>` held by this thread's slot,
-                // whose serial proves the cell type is `O::Cell`; the slot cannot be replaced or
-                // dropped before `f` returns because only this thread changes it and `f` does not
+                // SAFETY: the cell belongs to an `Arc<Agent<O>>` that this thread's slot holds
+                // (the serial proves its type); only this thread could drop it, and `f` does not
                 // call back into the combiner.
                 f(unsafe { &*(cell as *const O::Cell) })
             }
@@ -300,6 +352,30 @@ mod tests {
         assert_eq!(total(&c), 4005);
         assert_eq!(c.lock().global, 4000);
         assert_eq!(c.lock().cells().count(), 1);
+    }
+
+    #[test]
+    fn updates_from_thread_local_destructors_are_kept() {
+        struct AddOnDrop(Arc<Combiner<Sum>>);
+        impl Drop for AddOnDrop {
+            fn drop(&mut self) {
+                // Runs during thread exit, before or after the slots' destructor.
+                add(&self.0, 10);
+            }
+        }
+        thread_local! {
+            static GUARD: std::cell::RefCell<Option<AddOnDrop>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let c = Arc::new(Combiner::<Sum>::new());
+        let c2 = c.clone();
+        std::thread::spawn(move || {
+            add(&c2, 1);
+            GUARD.with(|g| *g.borrow_mut() = Some(AddOnDrop(c2)));
+        })
+        .join()
+        .unwrap();
+        assert_eq!(total(&c), 11);
     }
 
     #[test]

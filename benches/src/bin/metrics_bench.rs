@@ -212,9 +212,9 @@ fn main() {
     });
 
     let cases = [
-        measure(&cfg, "adder_2t", 2, add.clone()),
-        measure(&cfg, "adder_1t", 1, add),
+        measure(&cfg, "adder_1t", 1, add.clone()),
         measure(&cfg, "maxer_2t", 2, max),
+        measure(&cfg, "adder_2t", 2, add),
         measure(&cfg, "int_recorder_2t", 2, avg),
         measure(&cfg, "latency_2t", 2, latency),
     ];
