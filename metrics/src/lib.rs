@@ -8,7 +8,7 @@
 //! private cell, so threads never contend on a cache line and one update costs a few
 //! nanoseconds to a few tens of nanoseconds however many threads update. A read locks the
 //! variable and combines all cells, plus what exited threads folded in when they ended
-//! (see [`combiner`]).
+//! (the algorithm and its invariants are documented in `metrics/src/combiner.rs`).
 //!
 //! # Fibers
 //!
@@ -36,7 +36,7 @@
 //!
 //! The guide is `docs/metrics.md`.
 
-pub mod combiner;
+mod combiner;
 mod histogram;
 mod latency;
 mod name;
