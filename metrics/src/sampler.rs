@@ -201,7 +201,7 @@ impl<S> Ring<S> {
         if n == 0 {
             return None;
         }
-        let take = (secs + 1).min(n);
+        let take = secs.saturating_add(1).min(n);
         let all = self.samples.make_contiguous();
         let (base, rest) = all[n - take..].split_first()?;
         Some((base, rest))
