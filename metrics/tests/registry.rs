@@ -156,3 +156,30 @@ fn default_variables_are_exposed_once() {
         assert!(reg.value("process_thread_count").unwrap().as_f64().unwrap() >= 1.0);
     }
 }
+
+#[test]
+fn racing_exposures_of_one_name_leave_a_consistent_registry() {
+    let reg = Registry::new();
+    let hs: Vec<_> = (0..8)
+        .map(|t| {
+            let reg = reg.clone();
+            std::thread::spawn(move || {
+                let mut won = 0;
+                for i in 0..300 {
+                    let a = Adder::new();
+                    a.add(t * 1000 + i);
+                    if a.expose_in(&reg, "contended_name").is_ok() {
+                        won += 1;
+                        // While exposed, the name reads this variable's value.
+                        assert_eq!(reg.value("contended_name"), Some(Value::Int(t * 1000 + i)));
+                    }
+                    // `a` drops here and hides the name (only if it is still its own entry).
+                }
+                won
+            })
+        })
+        .collect();
+    let wins: i64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert!(wins >= 1);
+    assert!(reg.list().is_empty());
+}
