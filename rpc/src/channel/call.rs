@@ -369,10 +369,10 @@ fn release(inner: &Arc<ChannelInner>, sid: SocketId, cc: &Arc<ClientConn>, reusa
     }
 }
 
-/// Completes the call `guard` holds: destroys the id, unregisters and releases every attempt
-/// (`winner`'s connection is reusable if the call succeeded), cancels the timers (except the
-/// deadline timer when `cancel_timer` is false — called from it) and runs the callback, in a
-/// new fiber when called from the timer thread.
+/// Completes the call `guard` holds: destroys the id, unregisters every attempt from its
+/// connection, cancels the timers (except the deadline timer when `cancel_timer` is false —
+/// called from it), releases the attempts' connections (`winner`'s is reusable if the call
+/// succeeded) and runs the callback — both in a new fiber when called from the timer thread.
 pub(crate) fn complete(
     guard: FiberIdGuard<CallData>,
     result: CallResult,
@@ -380,15 +380,10 @@ pub(crate) fn complete(
     cancel_timer: bool,
 ) {
     let mut data = guard.unlock_and_destroy();
-    let inner = data.plan.channel.upgrade();
-    for a in data.attempts.drain(..) {
-        if let Some((sid, cc)) = a.conn {
+    let attempts = std::mem::take(&mut data.attempts);
+    for a in &attempts {
+        if let Some((_, cc)) = &a.conn {
             cc.remove(a.raw);
-            if let Some(inner) = &inner {
-                release(inner, sid, &cc, result.is_ok() && winner == Some(a.raw));
-            } else {
-                super::close(sid, "channel dropped");
-            }
         }
     }
     if let Some(t) = data.backup_timer.take() {
@@ -399,18 +394,31 @@ pub(crate) fn complete(
             timer_thread::unschedule(&t);
         }
     }
-    let finished = data.finished.clone();
-    if let Some(done) = data.done.take() {
-        drop(data);
-        if cancel_timer {
-            done(result);
-            finished.set();
-        } else {
-            spindle_runtime::spawn(move || {
-                done(result);
-                finished.set();
-            });
+    // Connections go back (or are closed) before the callback runs, so a caller woken by it
+    // finds a pooled connection idle again.
+    let ok = result.is_ok();
+    let finish = move || {
+        let inner = data.plan.channel.upgrade();
+        for a in attempts {
+            if let Some((sid, cc)) = a.conn {
+                match &inner {
+                    Some(inner) => release(inner, sid, &cc, ok && winner == Some(a.raw)),
+                    None => super::close(sid, "channel dropped"),
+                }
+            }
         }
+        let finished = data.finished.clone();
+        if let Some(done) = data.done.take() {
+            drop(data);
+            done(result);
+        }
+        finished.set();
+    };
+    if cancel_timer {
+        finish();
+    } else {
+        // On the timer thread: no sockets closed, no user code there.
+        spindle_runtime::spawn(finish);
     }
 }
 
