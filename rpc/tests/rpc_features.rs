@@ -437,3 +437,79 @@ fn cancel_from_another_thread() {
     assert!(rx.try_recv().is_err(), "the callback ran twice");
     held.release();
 }
+
+/// A "server" that accepts connections, waits for the first bytes of a request and closes the
+/// connection: every attempt fails mid-call with EFAILEDSOCKET. Returns its address and the
+/// count of connections that carried a request; it stops when `stop` is set.
+fn closing_server(stop: Arc<std::sync::atomic::AtomicBool>) -> (String, Arc<AtomicUsize>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let carried = Arc::new(AtomicUsize::new(0));
+    let c2 = carried.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let mut buf = [0u8; 12];
+                    if s.read(&mut buf).unwrap_or(0) > 0 {
+                        c2.fetch_add(1, Ordering::SeqCst);
+                    }
+                    drop(s); // the call in flight fails with EFAILEDSOCKET
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    (addr, carried)
+}
+
+/// A connection failing mid-call is retried `max_retry` times (new connections), for
+/// synchronous and asynchronous calls, then the call fails with EFAILEDSOCKET; the callback of
+/// the asynchronous call runs once.
+#[test]
+fn connection_failures_mid_call_are_retried() {
+    for ty in [ConnectionType::Single, ConnectionType::Pooled] {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (addr, carried) = closing_server(stop.clone());
+        let ch = Channel::new(
+            &addr,
+            ChannelOptions {
+                connection_type: Some(ty),
+                max_retry: 2,
+                ..common::opts()
+            },
+        )
+        .unwrap();
+        let e = echo_on(&ch, "x").unwrap_err();
+        assert_eq!(e.code, ErrorCode::FailedSocket, "{ty}: {e}");
+        assert_eq!(
+            carried.load(Ordering::SeqCst),
+            3,
+            "{ty}: 1 attempt + 2 retries"
+        );
+        let (tx, rx) = mpsc::channel();
+        let id = ch.call_method_async(
+            &ECHO_SERVICE_DESCRIPTOR.methods[0],
+            &CallContext::default(),
+            &EchoRequest {
+                message: "y".into(),
+            },
+            move |r| tx.send(decode(r)).unwrap(),
+        );
+        id.join();
+        let e = rx.recv().unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::FailedSocket, "{ty}: {e}");
+        assert_eq!(
+            carried.load(Ordering::SeqCst),
+            6,
+            "{ty}: async calls retry too"
+        );
+        assert!(rx.try_recv().is_err(), "{ty}: callback ran twice");
+        stop.store(true, Ordering::SeqCst);
+    }
+}
