@@ -14,7 +14,8 @@
 //! - `ERPCTIMEDOUT` (deadline timer) or `ECANCELED` (cancel) completes it with that error;
 //! - a failed attempt (connect error, write error, `EFAILEDSOCKET`) is dropped from the
 //!   attempts in flight; if none is left, a retriable error is retried (within `max_retry`, the
-//!   version range and the deadline), anything else completes the call;
+//!   version range and the deadline, while the channel exists), anything else completes the
+//!   call;
 //! - the backup timer sends one more attempt if the first one is still alone in flight.
 //!
 //! Completing destroys the id, so everything that comes later (a losing response, a late
@@ -320,6 +321,7 @@ fn attempt_failed(mut g: FiberIdGuard<CallData>, raw: u64, error: RpcError) {
     }
     let plan = g.plan.clone();
     if retriable(&error)
+        && plan.channel.strong_count() > 0
         && g.retries < plan.max_retry
         && g.next_version < g.range
         && plan.deadline.is_none_or(|d| Instant::now() < d)

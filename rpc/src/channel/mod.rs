@@ -9,20 +9,22 @@
 //! # A call
 //!
 //! 1. The request is serialized once (`Protocol::serialize_request`).
-//! 2. Each attempt gets a fresh [`FiberId`] whose raw value is the correlation id; its data
-//!    (`call::CallData`) holds the completion callback, the timeout timer and the
-//!    connection. The id is listed in the connection's pending table, the timer is scheduled
-//!    at the call's deadline (`timeout_ms`, whole call, across retries), and the framed request
-//!    (`Protocol::pack_request`) is written with the lock-free [`Socket::write`].
-//! 3. Exactly one of: the response (input messenger → `process_response` → lock id), the
-//!    timer (`FiberId::error(ERPCTIMEDOUT)`), the connection's failure (`EFAILEDSOCKET` to
-//!    every pending id) or a write error completes the call and destroys the id; the others
-//!    find it stale. A late or duplicate response is dropped.
-//! 4. Synchronous calls park the calling fiber (or block the calling thread) until then and
-//!    retry — up to `max_retry` times, within the deadline — only on connection errors
-//!    (`EFAILEDSOCKET`, refused/reset connections, connect timeouts); never on a timeout of
-//!    the call or an error the server answered. Asynchronous calls run a callback once, with no
-//!    retry.
+//! 2. The call gets one `FiberId` (a [`CallId`]) with `max_retry + 2` versions; its data
+//!    (`call::CallData`) holds the completion callback, the deadline and backup timers and the
+//!    attempts in flight. Attempt `k` (first try, retry, backup request) is framed
+//!    (`Protocol::pack_request`) with correlation id `id + k`, listed in its connection's
+//!    pending table and written with the lock-free [`Socket::write`].
+//! 3. Whoever locks the id first decides: a response of any attempt (input messenger →
+//!    `process_response`), the deadline timer (`ERPCTIMEDOUT`), [`CallId::cancel`]
+//!    (`ECANCELED`), or the failure of the last attempt in flight (connection failure
+//!    `EFAILEDSOCKET`, connect or write error) that is not retried. The call completes once and
+//!    the id is destroyed; everything later finds it stale (a late, losing or duplicate
+//!    response is dropped). The backup timer adds one attempt while the first is alone in
+//!    flight. Details and invariants: `call.rs`.
+//! 4. Connection errors are retried — up to `max_retry` times, within the deadline, while the
+//!    channel exists — for synchronous and asynchronous calls; never a timeout, a cancel or an
+//!    error the server answered. Synchronous calls park the calling fiber (or block the
+//!    calling thread) until the callback ran; asynchronous ones return a [`CallId`] at once.
 //!
 //! The single connection is made on first use and remade after it failed, under a fiber mutex
 //! (a connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
@@ -133,7 +135,8 @@ impl Drop for ChannelInner {
 }
 
 /// A channel to one server. Cheap to clone (clones share the connection); dropping the last
-/// clone closes the connection (calls in flight then fail with `EFAILEDSOCKET`).
+/// clone closes the connections (calls in flight then fail with `EFAILEDSOCKET`, without
+/// retry).
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<ChannelInner>,
