@@ -361,6 +361,10 @@ fn cancel_ends_the_call_once() {
 /// each callback has run when its `join` returns. Cancelling a finished call does nothing.
 #[test]
 fn start_then_join() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<spindle_rpc::channel::CallId>();
+    send::<Done<EchoResponse>>();
     let (server, _held) = held_server();
     let ch = channel(&server, common::opts());
     let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
