@@ -55,9 +55,9 @@ pub(crate) struct CallPlan {
     /// The channel (weak: dropping the last `Channel` still closes its connections).
     pub(crate) channel: Weak<ChannelInner>,
     /// Full service name.
-    pub(crate) service: String,
+    pub(crate) service: &'static str,
     /// Method name.
-    pub(crate) method: String,
+    pub(crate) method: &'static str,
     /// Request meta fields copied from the caller's `CallContext`.
     pub(crate) compress_type: crate::compress::CompressType,
     /// The request attachment.
@@ -77,8 +77,8 @@ pub(crate) struct CallPlan {
 impl CallPlan {
     fn call_info(&self) -> CallInfo<'_> {
         CallInfo {
-            service: &self.service,
-            method: &self.method,
+            service: self.service,
+            method: self.method,
             compress_type: self.compress_type,
             attachment: &self.attachment,
             log_id: self.log_id,

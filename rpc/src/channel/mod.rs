@@ -324,8 +324,8 @@ impl Channel {
             .serialize_request(&mut body, request, &call)?;
         Ok(CallPlan {
             channel: Arc::downgrade(&self.inner),
-            service: method.service.to_owned(),
-            method: method.name.to_owned(),
+            service: method.service,
+            method: method.name,
             compress_type: ctx.request_compress_type,
             attachment: ctx.request_attachment.clone(),
             log_id: ctx.log_id,
