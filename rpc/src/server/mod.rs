@@ -15,6 +15,12 @@
 //! - `stop` closes the listening socket (no new connections) and makes new requests fail with
 //!   `ELOGOFF`; `join` waits for in-flight requests, then closes every connection.
 //!
+//! - A dispatched request is answered through a [`ServiceDone`] handle that owns the request's
+//!   counts (`inflight`, the server's and the method's concurrency, see `done`). Synchronous
+//!   handlers answer before they return; a done-handle handler may keep the handle and answer
+//!   later from any fiber or thread, and a handle dropped unanswered sends `EINTERNAL`. `join`
+//!   waits for every handle.
+//!
 //! Handlers run in fibers and may block (fiber primitives, nested synchronous calls).
 
 mod acceptor;
