@@ -7,9 +7,9 @@
 //! `event_dispatcher_num` (+ RDMA pollers) ≥ workers, no worker is left to run the fibers that
 //! read sockets or answer handshakes: connections stall and fail ("Got EOF", seed 004).
 //!
-//! Spindle never pins a worker. A dispatcher's `epoll_wait` has one owner at a time (the
-//! `owner` word; only the owner blocks in it, so a write to the dispatcher's wake-up eventfd
-//! reaches exactly the owner):
+//! Spindle never pins a worker. A dispatcher has one poller at a time (the `owner` word; only
+//! the owner calls `epoll_wait`, and only a worker ever blocks in it, so a write to the
+//! dispatcher's wake-up eventfd reaches exactly that worker):
 //!
 //! - **An idle worker** (the fast path). The dispatchers register a runtime
 //!   [`IdleHook`](spindle_runtime::IdleHook): a worker of tag 0 with nothing to run takes a free
@@ -21,13 +21,13 @@
 //!   the hook's `unpark` when its futex wake did not reach enough workers.
 //! - **A busy worker** between fibers: every few dozen fibers a worker polls a free dispatcher
 //!   without blocking (tokio's `event_interval`), so I/O is picked up under full load.
-//! - **The dispatcher's own OS thread** (`spindle-epoll-<i>`), the safety net: it sleeps, and
-//!   steps in only when no worker polled for a whole interval (1 ms, backing off to 16 ms while
-//!   workers keep polling) — every worker busy in long fibers, blocked, or not started yet, or
-//!   more dispatchers than idle workers. It then polls and hands readers to workers through
-//!   their remote queues (a cross-thread hand-off), until an idle worker asks for the poller
-//!   back (it flags `THREAD_KICKED` and writes the eventfd; the thread releases the dispatcher
-//!   and spawns a no-op fiber so an idle worker wakes and takes it).
+//! - **The dispatcher's own OS thread** (`spindle-epoll-<i>`), the safety net. It never blocks
+//!   in `epoll_wait`: it sleeps an interval (1 ms, doubling to 16 ms while nothing needs it),
+//!   and when no worker polled during a whole interval and none is parked in the dispatcher
+//!   (every worker busy in long fibers or blocked, the runtime not started yet, more
+//!   dispatchers than idle workers), it takes one non-blocking look and hands the readers to
+//!   workers through their remote queues. A worker that wants to poll while the thread looks
+//!   flags `worker_wanted` and sleeps; the thread wakes a worker when it is done.
 //!
 //! Whatever `fiber_concurrency` and `event_dispatcher_num` are, every dispatcher is polled (by
 //! its thread if by nobody else), and fibers only ever wait for a worker, never for a
@@ -57,7 +57,7 @@ use crate::socket::{self, SocketId};
 use spindle_runtime::define_flag;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -77,14 +77,12 @@ const MAX_EVENTS: usize = 64;
 /// Epoll data of a dispatcher's wake-up eventfd: an id no socket ever has.
 const WAKE_DATA: u64 = SocketId::INVALID.as_u64();
 
-/// Who may block in a dispatcher's `epoll_wait` (the `owner` word): nobody,
+/// Who may poll a dispatcher (the `owner` word): nobody,
 const FREE: u32 = 0;
-/// an idle worker (parked in the idle hook),
+/// an idle or busy worker (in the idle hook),
 const WORKER: u32 = 1;
-/// the dispatcher's own thread,
+/// the dispatcher's own thread, for one non-blocking look.
 const THREAD: u32 = 2;
-/// the dispatcher's own thread, asked by an idle worker to hand the poller over.
-const THREAD_KICKED: u32 = 3;
 
 /// The dispatcher thread's first wait before it polls for workers that stopped polling.
 const THREAD_MIN_INTERVAL: Duration = Duration::from_millis(1);
@@ -99,9 +97,12 @@ struct Dispatcher {
     /// An eventfd in `epfd` (level-triggered, data [`WAKE_DATA`]): writing it interrupts
     /// whoever polls.
     wake_fd: RawFd,
-    /// Who polls: `FREE`, `WORKER`, `THREAD` or `THREAD_KICKED`. Only the owner blocks in
-    /// `epoll_wait`, so a write to `wake_fd` reaches the owner and nobody else.
+    /// Who polls: `FREE`, `WORKER` or `THREAD`. Only the owner calls `epoll_wait` (and only a
+    /// worker blocks in it), so a write to `wake_fd` reaches the blocked worker and nobody else.
     owner: AtomicU32,
+    /// A worker found the thread polling and went to sleep on its futex; the thread wakes a
+    /// worker when it releases the dispatcher.
+    worker_wanted: AtomicBool,
     /// Polls by workers so far (the dispatcher thread watches it to know when to step in).
     worker_polls: AtomicU64,
     /// Events handled by workers (idle or between fibers).
@@ -161,6 +162,7 @@ fn start_dispatchers() -> Vec<Dispatcher> {
                 epfd,
                 wake_fd,
                 owner: AtomicU32::new(FREE),
+                worker_wanted: AtomicBool::new(false),
                 worker_polls: AtomicU64::new(0),
                 worker_events: AtomicU64::new(0),
                 thread_events: AtomicU64::new(0),
@@ -322,45 +324,44 @@ impl Dispatcher {
     }
 }
 
-/// The dispatcher thread: steps in when no worker polled for a while (every worker busy, or
-/// none started yet), polls until an idle worker asks for the poller back, and hands readers
-/// to workers. Idle workers poll first, so this thread mostly sleeps; it is what makes any
-/// `fiber_concurrency` / `event_dispatcher_num` combination serve (module doc).
+/// The dispatcher thread, the safety net: it never blocks in `epoll_wait`. It wakes every
+/// interval; when no worker polled during a whole interval and none is parked in the
+/// dispatcher (every worker busy in long fibers or blocked, or none started yet), it takes one
+/// non-blocking look and hands the readers to workers through their remote queues. The
+/// interval is 1 ms after a look that found events and doubles up to 16 ms otherwise, so an
+/// idle process wakes this thread about 60 times a second.
 fn run_thread(d: &Dispatcher) {
     let mut events: Events = [NO_EVENT; MAX_EVENTS];
     let mut interval = THREAD_MIN_INTERVAL;
     let mut seen = d.worker_polls.load(Ordering::Relaxed);
     loop {
-        // Wait while workers poll.
-        loop {
-            std::thread::sleep(interval);
-            let polls = d.worker_polls.load(Ordering::Relaxed);
-            if polls == seen
-                && d.owner
-                    .compare_exchange(FREE, THREAD, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                break;
-            }
+        std::thread::sleep(interval);
+        let polls = d.worker_polls.load(Ordering::Relaxed);
+        let stepped_in = polls == seen
+            && d.owner
+                .compare_exchange(FREE, THREAD, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        if !stepped_in {
             // Workers polled meanwhile, or one is parked in epoll_wait right now: back off.
             seen = polls;
             interval = (interval * 2).min(THREAD_MAX_INTERVAL);
+            continue;
         }
-        interval = THREAD_MIN_INTERVAL;
-        // Poll until an idle worker kicks.
-        loop {
-            let n = d.wait(&mut events, -1);
-            let kicked = d.owner.load(Ordering::Acquire) == THREAD_KICKED;
-            d.handle(&events[..n], false);
-            if kicked {
-                d.owner.store(FREE, Ordering::Release);
-                // The worker that kicked went to sleep on its futex; a no-op fiber wakes an
-                // idle worker, which then finds the poller free.
-                spindle_runtime::spawn(|| {});
-                seen = d.worker_polls.load(Ordering::Relaxed);
-                break;
-            }
+        let n = d.wait(&mut events, 0);
+        d.owner.store(FREE, Ordering::SeqCst);
+        // Pairs with the worker's `worker_wanted` store then `owner` load in `park`.
+        if d.worker_wanted.swap(false, Ordering::SeqCst) {
+            // A worker wanted to poll while this thread looked, and sleeps on its futex: a
+            // no-op fiber wakes an idle worker, which then finds the dispatcher free.
+            drop(spindle_runtime::spawn(|| {}));
         }
+        d.handle(&events[..n], false);
+        interval = if n > 0 {
+            THREAD_MIN_INTERVAL
+        } else {
+            (interval * 2).min(THREAD_MAX_INTERVAL)
+        };
+        seen = d.worker_polls.load(Ordering::Relaxed);
     }
 }
 
@@ -381,16 +382,21 @@ impl spindle_runtime::IdleHook for DispatcherHook {
                 return true;
             }
         }
-        // Every poller is taken: ask a dispatcher thread to hand its poller over; this worker
-        // sleeps on its futex meanwhile and is woken when the poller is free.
+        // Every dispatcher is taken. One the thread is looking at is free again within
+        // microseconds: flag the wish, and take it if the look already ended; otherwise the
+        // thread wakes a worker when it releases the dispatcher.
         for k in 0..ds.len() {
             let d = &ds[(start + k) % ds.len()];
+            if d.owner.load(Ordering::SeqCst) != THREAD {
+                continue;
+            }
+            d.worker_wanted.store(true, Ordering::SeqCst);
             if d.owner
-                .compare_exchange(THREAD, THREAD_KICKED, Ordering::SeqCst, Ordering::SeqCst)
+                .compare_exchange(FREE, WORKER, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                d.kick();
-                break;
+                d.park_worker(still_idle);
+                return true;
             }
         }
         false
