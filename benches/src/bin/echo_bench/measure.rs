@@ -1,0 +1,191 @@
+//! What every system's client shares: the case description, the phase clock that tells lanes
+//! when to record and when to stop, and the collector their histograms end up in.
+//!
+//! A **lane** is one closed loop: send a request, wait for its response, record the latency,
+//! send the next. A case runs `connections × depth` lanes. The driver (`run_phases`) moves the
+//! phase from `WARMUP` to `MEASURE` to `STOP`; a lane records only completions that end in
+//! `MEASURE`, sends nothing new after `STOP`, and hands its histogram to the collector when it
+//! leaves. The driver waits for every lane at most `grace` after `STOP`, so a stuck system is
+//! reported (`stuck` lanes) instead of hanging the benchmark.
+
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Lanes run but do not record.
+pub const WARMUP: u8 = 0;
+/// Lanes record completions.
+pub const MEASURE: u8 = 1;
+/// Lanes finish their call in flight and leave.
+pub const STOP: u8 = 2;
+
+/// One benchmark case: the same for every system.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Name used in the table and the `RESULT` lines.
+    pub name: String,
+    /// Connections from the client to the server.
+    pub connections: usize,
+    /// Requests in flight on each connection (lanes per connection).
+    pub depth: usize,
+    /// Bytes of the message (`EchoRequest.message`, the raw body).
+    pub payload: usize,
+    /// Bytes of the attachment (Spindle attachment, tonic `bytes` field, raw body).
+    pub attachment: usize,
+}
+
+impl Case {
+    /// Lanes in total.
+    pub fn lanes(&self) -> usize {
+        self.connections * self.depth
+    }
+}
+
+/// A fresh latency histogram in nanoseconds (1 ns .. 60 s, 3 significant figures).
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants that hdrhistogram accepts; failure would be a programming error.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// State shared by the driver and the lanes of one system's run of one case.
+pub struct Run {
+    /// `WARMUP`, `MEASURE` or `STOP`.
+    phase: AtomicU8,
+    /// Calls that failed (any phase), and wrong answers.
+    errors: AtomicU64,
+    /// The first error's text, to print.
+    first_error: Mutex<Option<String>>,
+    /// Histograms handed in by lanes that left.
+    collected: Mutex<Collected>,
+}
+
+/// What the lanes handed in.
+struct Collected {
+    /// Merged latencies of completions in `MEASURE`.
+    hist: Histogram<u64>,
+    /// Lanes that left.
+    lanes_done: usize,
+}
+
+impl Run {
+    /// A run in `WARMUP`.
+    pub fn new() -> Arc<Run> {
+        Arc::new(Run {
+            phase: AtomicU8::new(WARMUP),
+            errors: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+            collected: Mutex::new(Collected {
+                hist: new_histogram(),
+                lanes_done: 0,
+            }),
+        })
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    /// Counts one failed call; keeps the first message.
+    pub fn error(&self, what: impl FnOnce() -> String) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+            let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(what);
+        }
+    }
+
+    /// Records one completion that took `latency`, if the run is measuring.
+    #[inline]
+    pub fn record(&self, hist: &mut Histogram<u64>, latency: Duration) {
+        if self.phase() == MEASURE {
+            hist.saturating_record(latency.as_nanos().max(1) as u64);
+        }
+    }
+
+    /// A lane leaves, handing in its histogram.
+    pub fn lane_done(&self, hist: &Histogram<u64>) {
+        let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+        // Same bounds everywhere: `add` cannot fail.
+        let _ = c.hist.add(hist);
+        c.lanes_done += 1;
+    }
+
+    /// Lanes that left so far.
+    fn lanes_done(&self) -> usize {
+        self.collected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .lanes_done
+    }
+}
+
+/// Durations of one case.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Lanes run without recording first.
+    pub warmup: Duration,
+    /// Lanes record for this long.
+    pub measure: Duration,
+    /// After `STOP`, lanes that have not left within this are reported stuck.
+    pub grace: Duration,
+}
+
+/// Figures of one system in one case.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// Completions per second during `MEASURE`.
+    pub qps: f64,
+    /// Median latency, µs.
+    pub p50_us: f64,
+    /// 99th percentile latency, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile latency, µs.
+    pub p999_us: f64,
+    /// Failed calls.
+    pub errors: u64,
+    /// Lanes that did not leave within the grace period.
+    pub stuck: usize,
+    /// The first error, or why the system could not run the case.
+    pub note: Option<String>,
+}
+
+impl Outcome {
+    /// An outcome for a system that could not run the case at all.
+    pub fn failed(why: String) -> Outcome {
+        Outcome {
+            note: Some(why),
+            errors: 1,
+            ..Outcome::default()
+        }
+    }
+}
+
+/// Drives `run` through its phases with `lanes` lanes already started, then collects.
+pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
+    std::thread::sleep(timing.warmup);
+    run.phase.store(MEASURE, Ordering::Release);
+    let start = Instant::now();
+    std::thread::sleep(timing.measure);
+    run.phase.store(STOP, Ordering::Release);
+    let elapsed = start.elapsed();
+    let deadline = Instant::now() + timing.grace;
+    while run.lanes_done() < lanes && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let c = run.collected.lock().unwrap_or_else(|e| e.into_inner());
+    let us = |q: f64| c.hist.value_at_quantile(q) as f64 / 1000.0;
+    Outcome {
+        qps: c.hist.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: us(0.50),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        errors: run.errors.load(Ordering::Relaxed),
+        stuck: lanes - c.lanes_done.min(lanes),
+        note: run
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    }
+}
