@@ -22,12 +22,15 @@
 //! - tonic: a server tokio runtime of W workers and a client tokio runtime of W workers;
 //! - raw: W server threads and W client threads, each with its own epoll.
 //!
-//! Figures: QPS (answers per second during the measurement) and p99 latency (hdrhistogram, per
-//! call, from just before the request is sent to the answer). Errors and lanes that did not stop
+//! Figures: QPS (answers per second during the measurement), p99 latency (hdrhistogram, per
+//! call, from just before the request is sent to the answer) and CPU µs per call (the whole
+//! process's user + system time during the measurement over the calls completed: client and
+//! server work per call, which the load of a shared machine disturbs less than QPS). Errors and lanes that did not stop
 //! within `--grace` are counted and printed; nothing waits longer than that. Each case prints
 //! its rows, then `RESULT` lines (DESIGN.md §6):
 //! `RESULT <case>.qps spindle=<v> tonic=<v> ratio=<spindle/tonic> unit=qps better=higher`,
-//! the same against `raw`, and `RESULT <case>.p99 ...` with `unit=us better=lower`.
+//! the same against `raw`, `RESULT <case>.p99 ...` with `unit=us better=lower` and
+//! `RESULT <case>.cpu ...` with `unit=us_cpu/call better=lower`.
 
 use clap::Parser;
 use std::time::Duration;
@@ -174,19 +177,26 @@ fn main() {
 
     println!();
     println!(
-        "| case | system | QPS | p50 µs | p99 µs | p99.9 µs | errors | stuck |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|"
+        "| case | system | QPS | p50 µs | p99 µs | p99.9 µs | CPU µs/call | errors | stuck |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut summary = Vec::new();
     for case in &selected {
         let row = |system: &str, o: Option<Outcome>| {
             if let Some(o) = &o {
                 println!(
-                    "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
-                    case.name, o.qps, o.p50_us, o.p99_us, o.p999_us, o.errors, o.stuck
+                    "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                    case.name,
+                    o.qps,
+                    o.p50_us,
+                    o.p99_us,
+                    o.p999_us,
+                    o.cpu_us_per_call,
+                    o.errors,
+                    o.stuck
                 );
                 if let Some(n) = &o.note {
-                    println!("|   | {system} note: {n} | | | | | | |");
+                    println!("|   | {system} note: {n} | | | | | | | |");
                 }
             }
             o
@@ -210,9 +220,10 @@ fn main() {
 
     println!();
     println!(
-        "| case | spindle/tonic QPS | spindle/tonic p99 | spindle/raw QPS | spindle/raw p99 |"
+        "| case | spindle/tonic QPS | spindle/tonic p99 | spindle/tonic CPU/call \
+         | spindle/raw QPS | spindle/raw p99 | spindle/raw CPU/call |"
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     for (name, s, t, r) in &summary {
         let cell = |peer: &Option<Outcome>, f: fn(&Outcome) -> f64| match (s, peer) {
@@ -220,11 +231,13 @@ fn main() {
             _ => "–".to_owned(),
         };
         println!(
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} |",
             cell(t, |o| o.qps),
             cell(t, |o| o.p99_us),
+            cell(t, |o| o.cpu_us_per_call),
             cell(r, |o| o.qps),
-            cell(r, |o| o.p99_us)
+            cell(r, |o| o.p99_us),
+            cell(r, |o| o.cpu_us_per_call)
         );
     }
     println!();
@@ -243,6 +256,13 @@ fn main() {
                 s.p99_us,
                 p.p99_us,
                 ratio(s.p99_us, p.p99_us)
+            );
+            println!(
+                "RESULT {name}.cpu spindle={:.2} {peer}={:.2} ratio={:.3} unit=us_cpu/call \
+                 better=lower",
+                s.cpu_us_per_call,
+                p.cpu_us_per_call,
+                ratio(s.cpu_us_per_call, p.cpu_us_per_call)
             );
         }
     }

@@ -142,6 +142,10 @@ pub struct Outcome {
     pub p99_us: f64,
     /// 99.9th percentile latency, µs.
     pub p999_us: f64,
+    /// CPU time of the whole process (user + system, every thread) during `MEASURE` divided
+    /// by the calls completed then, µs: client and server work per call, independent of how
+    /// much of the shared machine the run got.
+    pub cpu_us_per_call: f64,
     /// Failed calls.
     pub errors: u64,
     /// Lanes that did not leave within the grace period.
@@ -166,8 +170,10 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
     std::thread::sleep(timing.warmup);
     run.phase.store(MEASURE, Ordering::Release);
     let start = Instant::now();
+    let cpu_start = process_cpu();
     std::thread::sleep(timing.measure);
     run.phase.store(STOP, Ordering::Release);
+    let cpu = process_cpu().saturating_sub(cpu_start);
     let elapsed = start.elapsed();
     let deadline = Instant::now() + timing.grace;
     while run.lanes_done() < lanes && Instant::now() < deadline {
@@ -180,6 +186,11 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
         p50_us: us(0.50),
         p99_us: us(0.99),
         p999_us: us(0.999),
+        cpu_us_per_call: if c.hist.is_empty() {
+            0.0
+        } else {
+            cpu.as_secs_f64() * 1e6 / c.hist.len() as f64
+        },
         errors: run.errors.load(Ordering::Relaxed),
         stuck: lanes - c.lanes_done.min(lanes),
         note: run
@@ -188,4 +199,17 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
     }
+}
+
+/// User + system CPU time of this process so far (all threads).
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` only writes the `rusage` it is given; all-zero is a valid value of
+    // that plain C struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
