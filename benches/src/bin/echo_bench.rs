@@ -71,6 +71,10 @@ struct Args {
     /// Cases to run, comma separated (default: all).
     #[arg(long, value_delimiter = ',')]
     cases: Vec<String>,
+    /// Spindle's client lanes: `sync` (a fiber per lane making synchronous calls) or `async`
+    /// (chains of asynchronous calls with completion callbacks).
+    #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
+    spindle_client: String,
     /// Systems to run, comma separated: spindle, tonic, raw (default: all).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
@@ -141,6 +145,7 @@ fn main() {
             ));
         }
     }
+    let async_lanes = args.spindle_client == "async";
     let wants = |s: &str| args.systems.is_empty() || args.systems.iter().any(|x| x == s);
 
     // Spindle's runtime: environment first (SPINDLE_*), then 2W workers, before first use.
@@ -159,9 +164,10 @@ fn main() {
     );
     println!(
         "threads: spindle {} fiber workers shared by server and client + {dispatchers} epoll \
-         dispatcher(s) + timer; tonic {workers} server + {workers} client tokio workers; \
+         dispatcher(s) + timer, {} client lanes; tonic {workers} server + {workers} client tokio workers; \
          raw {workers} server + {workers} client threads",
-        2 * workers
+        2 * workers,
+        args.spindle_client
     );
 
     let spindle = if wants("spindle") {
@@ -205,7 +211,7 @@ fn main() {
             "spindle",
             spindle
                 .as_ref()
-                .map(|s| s.run(case, timing, args.timeout_ms)),
+                .map(|s| s.run(case, timing, args.timeout_ms, async_lanes)),
         );
         let t = row(
             "tonic",

@@ -2,9 +2,11 @@
 //!
 //! Server and client share Spindle's one global runtime (`fiber_concurrency` workers, set by
 //! `main`) plus its event dispatcher thread(s). Each connection is one `Channel` (connection
-//! type single: one multiplexed connection); each lane is a fiber making synchronous calls
-//! through a stub over a clone of its connection's channel, as brpc's `multi_threaded_echo`
-//! client does with bthreads.
+//! type single: one multiplexed connection). A lane is either (`--spindle-client`):
+//! - `sync` (default): a fiber making synchronous calls through a stub over a clone of its
+//!   connection's channel, as brpc's `multi_threaded_echo` client does with bthreads;
+//! - `async`: a chain of asynchronous calls, each completion callback recording the latency
+//!   and starting the lane's next call (no client fiber parks).
 
 use crate::measure::{new_histogram, Case, Outcome, Run, Timing, STOP};
 use spindle_iobuf::IOBuf;
@@ -12,11 +14,12 @@ use spindle_rpc::channel::{Channel, ChannelOptions};
 use spindle_rpc::errors::RpcError;
 use spindle_rpc::proto::example::{
     EchoRequest, EchoResponse, EchoService, EchoServiceServer, EchoServiceStub,
+    ECHO_SERVICE_DESCRIPTOR,
 };
 use spindle_rpc::protocol::ConnectionType;
 use spindle_rpc::server::{Server, ServerOptions};
-use spindle_rpc::service::CallContext;
-use std::sync::Arc;
+use spindle_rpc::service::{decode_response, CallContext};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// brpc's example echo: the message back, the attachment back.
@@ -54,8 +57,8 @@ impl SpindleServer {
         Ok(SpindleServer { server, addr })
     }
 
-    /// Runs `case` against this server.
-    pub fn run(&self, case: &Case, timing: Timing, timeout_ms: i64) -> Outcome {
+    /// Runs `case` against this server; `async_lanes` chooses the lane kind (module doc).
+    pub fn run(&self, case: &Case, timing: Timing, timeout_ms: i64, async_lanes: bool) -> Outcome {
         let options = ChannelOptions {
             connection_type: Some(ConnectionType::Single),
             timeout_ms,
@@ -77,6 +80,16 @@ impl SpindleServer {
         let (payload, att_len) = (case.payload, case.attachment);
         for ch in &channels {
             for _ in 0..case.depth {
+                if async_lanes {
+                    AsyncLane::issue(Arc::new(AsyncLane {
+                        channel: ch.clone(),
+                        run: run.clone(),
+                        request: request.clone(),
+                        attachment: attachment.clone(),
+                        hist: Mutex::new(new_histogram()),
+                    }));
+                    continue;
+                }
                 let stub = EchoServiceStub::new(ch.clone());
                 let (run, request, attachment) = (run.clone(), request.clone(), attachment.clone());
                 // Lanes are detached: a stuck one is reported by `run_phases`, not joined.
@@ -113,6 +126,76 @@ impl SpindleServer {
         // Dropping the channels closes their connections (lanes still stuck then fail).
         drop(channels);
         out
+    }
+}
+
+/// A lane made of asynchronous calls: each completion starts the next call.
+struct AsyncLane {
+    channel: Channel,
+    run: Arc<Run>,
+    request: Arc<EchoRequest>,
+    attachment: IOBuf,
+    /// Only the lane's one completion at a time touches it: never contended.
+    hist: Mutex<hdrhistogram::Histogram<u64>>,
+}
+
+impl AsyncLane {
+    /// Starts the lane's next call, or leaves if the run stopped.
+    fn issue(lane: Arc<AsyncLane>) {
+        if lane.run.phase() == STOP {
+            let hist = lane.hist.lock().unwrap_or_else(|e| e.into_inner());
+            lane.run.lane_done(&hist);
+            return;
+        }
+        let ctx = CallContext {
+            request_attachment: lane.attachment.clone(),
+            ..CallContext::default()
+        };
+        let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
+        let start = Instant::now();
+        let l = lane.clone();
+        lane.channel
+            .call_method_async(method, &ctx, &*lane.request, move |r| {
+                let ok = match r {
+                    Ok(body) => {
+                        let att = body.attachment.len();
+                        match decode_response::<EchoResponse>(method, body.payload) {
+                            Ok(m)
+                                if m.message.len() == l.request.message.len()
+                                    && att == l.attachment.len() =>
+                            {
+                                let mut h = l.hist.lock().unwrap_or_else(|e| e.into_inner());
+                                l.run.record(&mut h, start.elapsed());
+                                true
+                            }
+                            Ok(m) => {
+                                l.run.error(|| {
+                                    format!(
+                                        "spindle: wrong answer: {} + {att} bytes",
+                                        m.message.len()
+                                    )
+                                });
+                                false
+                            }
+                            Err(e) => {
+                                l.run.error(|| format!("spindle: {e}"));
+                                false
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        l.run.error(|| format!("spindle: {e}"));
+                        false
+                    }
+                };
+                if ok {
+                    AsyncLane::issue(l);
+                } else {
+                    // A call that fails before it is sent completes on the caller: continue in
+                    // a new fiber so repeated failures do not recurse.
+                    drop(spindle_runtime::spawn(move || AsyncLane::issue(l)));
+                }
+            });
     }
 }
 
