@@ -11,9 +11,12 @@
 //! Cases (connections × requests in flight per connection, message bytes, attachment bytes):
 //! `c1_d1_16B`, `c1_d64_16B`, `c1_d1_4KiB`, `c1_d64_4KiB`, `c16_d4_16B`, `c16_d4_4KiB`
 //! (16 connections, 64 in flight in total), `c1_d1_1MiB` (16-byte message + 1 MiB attachment;
-//! tonic: a `bytes` field; raw: a 1 MiB body). Each case runs the systems one after the other
-//! (Spindle, tonic, raw), each for `--warmup` then `--measure` seconds, closed loop: every lane
-//! sends its next request when its previous answer arrives.
+//! tonic: a `bytes` field; raw: a 1 MiB body). Each case runs `--rounds` rounds (default 4);
+//! in each round the systems take turns (Spindle, tonic, raw), each connecting afresh, warming
+//! up for `--warmup` s and measuring for `--measure` s (default 0.5 + 2), closed loop: every
+//! lane sends its next request when its previous answer arrives. A system's figures merge its
+//! rounds (histograms, calls, time, CPU), so all three see the same mix of a shared machine's
+//! load.
 //!
 //! Threads (`--workers W`, default: number of cores), so that every system has W threads for
 //! the server and W for the client:
@@ -56,12 +59,15 @@ struct Args {
     /// Server threads per system, and client threads per system (default: number of cores).
     #[arg(long)]
     workers: Option<usize>,
-    /// Seconds each system runs a case before measuring (default 1; --quick 0.3).
+    /// Seconds each system runs before each measured round (default 0.5; --quick 0.2).
     #[arg(long)]
     warmup: Option<f64>,
-    /// Seconds each system is measured per case (default 8; --quick 1.5).
+    /// Seconds each system is measured per round (default 2; --quick 0.6).
     #[arg(long)]
     measure: Option<f64>,
+    /// Rounds per case; the systems take turns round by round (default 4; --quick 2).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Seconds lanes get to stop after the measurement before they are reported stuck.
     #[arg(long, default_value_t = 5.0)]
     grace: f64,
@@ -119,10 +125,11 @@ fn main() {
         Duration::from_secs_f64(v.unwrap_or(if args.quick { quick } else { full }).max(0.0))
     };
     let timing = Timing {
-        warmup: secs(args.warmup, 1.0, 0.3),
-        measure: secs(args.measure, 8.0, 1.5),
+        warmup: secs(args.warmup, 0.5, 0.2),
+        measure: secs(args.measure, 2.0, 0.6),
         grace: Duration::from_secs_f64(args.grace.max(0.1)),
     };
+    let rounds = args.rounds.unwrap_or(if args.quick { 2 } else { 4 }).max(1);
     let all = cases();
     let selected: Vec<Case> = if args.cases.is_empty() {
         all
@@ -157,7 +164,8 @@ fn main() {
     }
     let dispatchers = spindle_runtime::flags::get("event_dispatcher_num").unwrap_or_default();
     println!(
-        "echo_bench: {} cases, warmup {:.1}s + measure {:.1}s per system per case",
+        "echo_bench: {} cases; per case {rounds} rounds of (warmup {:.1}s + measure {:.1}s) per \
+         system, the systems taking turns",
         selected.len(),
         timing.warmup.as_secs_f64(),
         timing.measure.as_secs_f64()
@@ -188,39 +196,41 @@ fn main() {
     );
     let mut summary = Vec::new();
     for case in &selected {
-        let row = |system: &str, o: Option<Outcome>| {
-            if let Some(o) = &o {
-                println!(
-                    "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
-                    case.name,
-                    o.qps,
-                    o.p50_us,
-                    o.p99_us,
-                    o.p999_us,
-                    o.cpu_us_per_call,
-                    o.errors,
-                    o.stuck
-                );
-                if let Some(n) = &o.note {
-                    println!("|   | {system} note: {n} | | | | | | | |");
-                }
-            }
-            o
+        // Rounds interleave the systems (spindle, tonic, raw, spindle, ...) so that each sees
+        // the same share of the shared machine's load; each round reconnects and warms up.
+        let (mut s, mut t, mut r) = (None::<Outcome>, None::<Outcome>, None::<Outcome>);
+        let add = |acc: &mut Option<Outcome>, o: Outcome| match acc {
+            Some(a) => a.merge(o),
+            None => *acc = Some(o),
         };
-        let s = row(
-            "spindle",
-            spindle
-                .as_ref()
-                .map(|s| s.run(case, timing, args.timeout_ms, async_lanes)),
-        );
-        let t = row(
-            "tonic",
-            tonic.as_ref().map(|t| t.run(case, timing, args.timeout_ms)),
-        );
-        let r = row(
-            "raw",
-            wants("raw").then(|| raw_side::run(case, timing, workers)),
-        );
+        for _ in 0..rounds {
+            if let Some(sp) = &spindle {
+                add(&mut s, sp.run(case, timing, args.timeout_ms, async_lanes));
+            }
+            if let Some(tn) = &tonic {
+                add(&mut t, tn.run(case, timing, args.timeout_ms));
+            }
+            if wants("raw") {
+                add(&mut r, raw_side::run(case, timing, workers));
+            }
+        }
+        for (system, o) in [("spindle", &s), ("tonic", &t), ("raw", &r)] {
+            let Some(o) = o else { continue };
+            println!(
+                "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                case.name,
+                o.qps(),
+                o.us(0.50),
+                o.us(0.99),
+                o.us(0.999),
+                o.cpu_us_per_call(),
+                o.errors,
+                o.stuck
+            );
+            if let Some(n) = &o.note {
+                println!("|   | {system} note: {n} | | | | | | | |");
+            }
+        }
         summary.push((case.name.clone(), s, t, r));
     }
 
@@ -238,12 +248,12 @@ fn main() {
         };
         println!(
             "| {name} | {} | {} | {} | {} | {} | {} |",
-            cell(t, |o| o.qps),
-            cell(t, |o| o.p99_us),
-            cell(t, |o| o.cpu_us_per_call),
-            cell(r, |o| o.qps),
-            cell(r, |o| o.p99_us),
-            cell(r, |o| o.cpu_us_per_call)
+            cell(t, Outcome::qps),
+            cell(t, |o| o.us(0.99)),
+            cell(t, Outcome::cpu_us_per_call),
+            cell(r, Outcome::qps),
+            cell(r, |o| o.us(0.99)),
+            cell(r, Outcome::cpu_us_per_call)
         );
     }
     println!();
@@ -253,22 +263,22 @@ fn main() {
             let Some(p) = p else { continue };
             println!(
                 "RESULT {name}.qps spindle={:.1} {peer}={:.1} ratio={:.3} unit=qps better=higher",
-                s.qps,
-                p.qps,
-                ratio(s.qps, p.qps)
+                s.qps(),
+                p.qps(),
+                ratio(s.qps(), p.qps())
             );
             println!(
                 "RESULT {name}.p99 spindle={:.1} {peer}={:.1} ratio={:.3} unit=us better=lower",
-                s.p99_us,
-                p.p99_us,
-                ratio(s.p99_us, p.p99_us)
+                s.us(0.99),
+                p.us(0.99),
+                ratio(s.us(0.99), p.us(0.99))
             );
             println!(
                 "RESULT {name}.cpu spindle={:.2} {peer}={:.2} ratio={:.3} unit=us_cpu/call \
                  better=lower",
-                s.cpu_us_per_call,
-                p.cpu_us_per_call,
-                ratio(s.cpu_us_per_call, p.cpu_us_per_call)
+                s.cpu_us_per_call(),
+                p.cpu_us_per_call(),
+                ratio(s.cpu_us_per_call(), p.cpu_us_per_call())
             );
         }
     }

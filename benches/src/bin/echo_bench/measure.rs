@@ -131,21 +131,15 @@ pub struct Timing {
     pub grace: Duration,
 }
 
-/// Figures of one system in one case.
-#[derive(Clone, Debug, Default)]
+/// What one system measured in one case (one round, or several merged).
+#[derive(Clone, Debug)]
 pub struct Outcome {
-    /// Completions per second during `MEASURE`.
-    pub qps: f64,
-    /// Median latency, µs.
-    pub p50_us: f64,
-    /// 99th percentile latency, µs.
-    pub p99_us: f64,
-    /// 99.9th percentile latency, µs.
-    pub p999_us: f64,
-    /// CPU time of the whole process (user + system, every thread) during `MEASURE` divided
-    /// by the calls completed then, µs: client and server work per call, independent of how
-    /// much of the shared machine the run got.
-    pub cpu_us_per_call: f64,
+    /// Latencies of the completions during `MEASURE`, ns.
+    pub hist: Histogram<u64>,
+    /// Time spent in `MEASURE`.
+    pub elapsed: Duration,
+    /// CPU time of the whole process (user + system, every thread) during `MEASURE`.
+    pub cpu: Duration,
     /// Failed calls.
     pub errors: u64,
     /// Lanes that did not leave within the grace period.
@@ -155,13 +149,60 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Nothing measured yet.
+    pub fn empty() -> Outcome {
+        Outcome {
+            hist: new_histogram(),
+            elapsed: Duration::ZERO,
+            cpu: Duration::ZERO,
+            errors: 0,
+            stuck: 0,
+            note: None,
+        }
+    }
+
     /// An outcome for a system that could not run the case at all.
     pub fn failed(why: String) -> Outcome {
         Outcome {
             note: Some(why),
             errors: 1,
-            ..Outcome::default()
+            ..Outcome::empty()
         }
+    }
+
+    /// Adds another round of the same system and case.
+    pub fn merge(&mut self, other: Outcome) {
+        // Same bounds everywhere: `add` cannot fail.
+        let _ = self.hist.add(&other.hist);
+        self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
+        self.errors += other.errors;
+        self.stuck += other.stuck;
+        if self.note.is_none() {
+            self.note = other.note;
+        }
+    }
+
+    /// Completions per second during `MEASURE`.
+    pub fn qps(&self) -> f64 {
+        if self.elapsed.is_zero() {
+            return 0.0;
+        }
+        self.hist.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Latency at quantile `q`, µs.
+    pub fn us(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+
+    /// Process CPU time per completed call, µs: client and server work per call, which the
+    /// load of a shared machine disturbs less than QPS.
+    pub fn cpu_us_per_call(&self) -> f64 {
+        if self.hist.is_empty() {
+            return 0.0;
+        }
+        self.cpu.as_secs_f64() * 1e6 / self.hist.len() as f64
     }
 }
 
@@ -180,17 +221,10 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
         std::thread::sleep(Duration::from_millis(5));
     }
     let c = run.collected.lock().unwrap_or_else(|e| e.into_inner());
-    let us = |q: f64| c.hist.value_at_quantile(q) as f64 / 1000.0;
     Outcome {
-        qps: c.hist.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: us(0.50),
-        p99_us: us(0.99),
-        p999_us: us(0.999),
-        cpu_us_per_call: if c.hist.is_empty() {
-            0.0
-        } else {
-            cpu.as_secs_f64() * 1e6 / c.hist.len() as f64
-        },
+        hist: c.hist.clone(),
+        elapsed,
+        cpu,
         errors: run.errors.load(Ordering::Relaxed),
         stuck: lanes - c.lanes_done.min(lanes),
         note: run
