@@ -25,8 +25,9 @@
 //! - tonic: a server tokio runtime of W workers and a client tokio runtime of W workers;
 //! - raw: W server threads and W client threads, each with its own epoll.
 //!
-//! Figures: QPS (answers per second during the measurement), p99 latency (hdrhistogram, per
-//! call, from just before the request is sent to the answer) and CPU µs per call (the whole
+//! Figures: QPS (answers per second during the measurement), latency (hdrhistogram, per call,
+//! from just before the request is sent to the answer: mean, p50, p99, p99.9 and the share of
+//! calls that took 1 ms or more) and CPU µs per call (the whole
 //! process's user + system time during the measurement over the calls completed: client and
 //! server work per call, which the load of a shared machine disturbs less than QPS). Errors and lanes that did not stop
 //! within `--grace` are counted and printed; nothing waits longer than that. Each case prints
@@ -191,8 +192,8 @@ fn main() {
 
     println!();
     println!(
-        "| case | system | QPS | p50 µs | p99 µs | p99.9 µs | CPU µs/call | errors | stuck |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| case | system | QPS | mean µs | p50 µs | p99 µs | p99.9 µs | ≥1ms % | CPU µs/call \
+         | errors | stuck |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     let mut summary = Vec::new();
     for case in &selected {
@@ -217,18 +218,20 @@ fn main() {
         for (system, o) in [("spindle", &s), ("tonic", &t), ("raw", &r)] {
             let Some(o) = o else { continue };
             println!(
-                "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {} |",
+                "| {} | {system} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {} | {} |",
                 case.name,
                 o.qps(),
+                o.mean_us(),
                 o.us(0.50),
                 o.us(0.99),
                 o.us(0.999),
+                o.slow_pct(),
                 o.cpu_us_per_call(),
                 o.errors,
                 o.stuck
             );
             if let Some(n) = &o.note {
-                println!("|   | {system} note: {n} | | | | | | | |");
+                println!("|   | {system} note: {n} | | | | | | | | | |");
             }
         }
         summary.push((case.name.clone(), s, t, r));

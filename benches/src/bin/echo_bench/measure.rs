@@ -196,6 +196,21 @@ impl Outcome {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
 
+    /// Mean latency, µs.
+    pub fn mean_us(&self) -> f64 {
+        self.hist.mean() / 1000.0
+    }
+
+    /// Percentage of calls that took 1 ms or more (stalls: on loopback a call takes tens of
+    /// µs unless a thread waited to be scheduled or woken).
+    pub fn slow_pct(&self) -> f64 {
+        if self.hist.is_empty() {
+            return 0.0;
+        }
+        let slow = self.hist.len() - self.hist.count_between(0, 999_999);
+        100.0 * slow as f64 / self.hist.len() as f64
+    }
+
     /// Process CPU time per completed call, µs: client and server work per call, which the
     /// load of a shared machine disturbs less than QPS.
     pub fn cpu_us_per_call(&self) -> f64 {
