@@ -123,7 +123,8 @@ impl SpindleServer {
             }
         }
         let out = crate::measure::run_phases(&run, case.lanes(), timing);
-        // Dropping the channels closes their connections (lanes still stuck then fail).
+        // The connections close when the last lane holding a clone of their channel leaves; a
+        // stuck lane keeps its connection open (and is reported by `run_phases`).
         drop(channels);
         out
     }
