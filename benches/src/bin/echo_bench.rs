@@ -82,6 +82,9 @@ struct Args {
     /// (chains of asynchronous calls with completion callbacks).
     #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
     spindle_client: String,
+    /// Also print, per system and case, how many calls took 1–2, 2–4, …, 64–128 ms.
+    #[arg(long)]
+    stall_buckets: bool,
     /// Systems to run, comma separated: spindle, tonic, raw (default: all).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
@@ -230,6 +233,16 @@ fn main() {
                 o.errors,
                 o.stuck
             );
+            if args.stall_buckets {
+                let mut line = format!("|   | {system} calls ≥ 1 ms by length:");
+                let mut lo = 1_000_000u64;
+                while lo < 128_000_000 {
+                    let n = o.hist.count_between(lo, 2 * lo - 1);
+                    line += &format!(" {}–{} ms: {n};", lo / 1_000_000, 2 * lo / 1_000_000);
+                    lo *= 2;
+                }
+                println!("{line} | | | | | | | | |");
+            }
             if let Some(n) = &o.note {
                 println!("|   | {system} note: {n} | | | | | | | | | |");
             }
