@@ -1,0 +1,1 @@
+//! The hardware backend (placeholder while it is written).

@@ -1,0 +1,19 @@
+//! spindle-rdma: RDMA for Spindle (DESIGN.md §5).
+//!
+//! - [`verbs`]: a verbs-like trait layer (device, protection domain, memory region, completion
+//!   queue with a readiness fd, reliable-connected queue pair, work completions).
+//! - [`fabric`]: the software fabric, the default backend: RC queue pairs emulated between
+//!   processes on one host over Unix-domain stream sockets.
+//! - `ibverbs` (cargo feature `ibverbs`): the hardware backend over libibverbs.
+//! - [`handshake`]: brpc's v2/v3 hello and ACK as pure encode/decode functions.
+//! - [`flags`]: brpc's RDMA flags; [`threading`]: the seed-004 configuration check.
+//!
+//! Not yet wired into spindle-rpc; see docs/rdma.md for what exists and the integration plan.
+
+pub mod fabric;
+pub mod flags;
+pub mod handshake;
+#[cfg(feature = "ibverbs")]
+pub mod ibverbs_backend;
+pub mod threading;
+pub mod verbs;
