@@ -16,6 +16,15 @@ fn validate_queue_size(v: &u32) -> Result<(), String> {
     }
 }
 
+/// brpc's bounds on a pool region: 32 MB ..= 1 TB.
+fn validate_pool_size_mb(v: &u32) -> Result<(), String> {
+    if (32..=1_048_576).contains(v) {
+        Ok(())
+    } else {
+        Err("must be in 32..=1048576 (MB)".into())
+    }
+}
+
 define_flag!(
     /// Send queue depth of each RDMA queue pair.
     pub static RDMA_SQ_SIZE: u32 = 128, "SQ size for RDMA (16..=65535)",
@@ -93,15 +102,15 @@ define_flag!(
 define_flag!(
     /// Registered memory reserved at start.
     pub static RDMA_MEMORY_POOL_INITIAL_SIZE_MB: u32 = 1024,
-    "initial size of memory pool for RDMA (MB), at least 64",
-    validator = |v| if *v >= 64 { Ok(()) } else { Err("must be at least 64".into()) }
+    "initial size of memory pool for RDMA (MB), 32..=1048576",
+    validator = validate_pool_size_mb
 );
 
 define_flag!(
     /// Registered memory added each time the pool grows.
     pub static RDMA_MEMORY_POOL_INCREASE_SIZE_MB: u32 = 1024,
-    "increased size of memory pool for RDMA (MB), at least 64",
-    validator = |v| if *v >= 64 { Ok(()) } else { Err("must be at least 64".into()) }
+    "increased size of memory pool for RDMA (MB), 32..=1048576",
+    validator = validate_pool_size_mb
 );
 
 define_flag!(
@@ -112,8 +121,8 @@ define_flag!(
 
 define_flag!(
     /// Buckets of the pool's free lists.
-    pub static RDMA_MEMORY_POOL_BUCKETS: u32 = 4, "number of buckets to reduce race (1..=64)",
-    validator = |v| if (1..=64).contains(v) { Ok(()) } else { Err("must be in 1..=64".into()) }
+    pub static RDMA_MEMORY_POOL_BUCKETS: u32 = 4, "number of buckets to reduce race (1..=16)",
+    validator = |v| if (1..=16).contains(v) { Ok(()) } else { Err("must be in 1..=16".into()) }
 );
 
 define_flag!(
