@@ -235,10 +235,15 @@ impl QpInner {
                 if h.op == op::SEND_IMM {
                     wc.imm_data = Some(h.imm);
                 }
-                push(&self.recv_cq, wc, solicited);
                 if status.is_ok() {
-                    reply(out, Response::Ack)
+                    // The transport ACK leaves before the completion is visible (as hardware
+                    // acknowledges on placement): a receiver that exits right after its last
+                    // completion does not turn the sender's last send into a failure.
+                    let acked = reply(out, Response::Ack);
+                    push(&self.recv_cq, wc, solicited);
+                    acked
                 } else {
+                    push(&self.recv_cq, wc, solicited);
                     let _ = reply(out, Response::InvalidRequest);
                     Err(())
                 }
@@ -284,6 +289,8 @@ impl QpInner {
                     let _ = reply(out, Response::RemoteAccess);
                     return Err(());
                 }
+                // ACK first, then the completion (see the send case).
+                let acked = reply(out, Response::Ack);
                 if let Some(r) = recv {
                     let mut wc = self.wc(
                         r.wr_id,
@@ -294,7 +301,7 @@ impl QpInner {
                     wc.imm_data = Some(h.imm);
                     push(&self.recv_cq, wc, solicited);
                 }
-                reply(out, Response::Ack)
+                acked
             }
         }
     }
