@@ -10,6 +10,7 @@
 //! - [`block_pool`]: registered memory cut into IOBuf blocks (the iobuf allocator hook), so
 //!   IOBuf pieces can be sent without copying (each piece's `meta` is its region's lkey).
 //! - [`endpoint`]: the endpoint's flow control (windows and credits) as a pure state machine.
+//! - [`poller`]: polling mode's pollers (OS threads over the completion queues).
 //! - [`flags`]: brpc's RDMA flags; [`threading`]: the seed-004 configuration check.
 //!
 //! Not yet wired into spindle-rpc; see docs/rdma.md for what exists and the integration plan.
@@ -22,5 +23,6 @@ pub mod flags;
 pub mod handshake;
 #[cfg(feature = "ibverbs")]
 pub mod ibverbs_backend;
+pub mod poller;
 pub mod threading;
 pub mod verbs;
