@@ -1,0 +1,28 @@
+//! spindle-rdma: RDMA for Spindle (DESIGN.md §5).
+//!
+//! - [`verbs`]: a verbs-like trait layer (device, protection domain, memory region, completion
+//!   queue with a readiness fd, reliable-connected queue pair, work completions).
+//! - [`fabric`]: the software fabric, the default backend: RC queue pairs emulated between
+//!   processes on one host over Unix-domain stream sockets.
+//! - `ibverbs` (cargo feature `ibverbs`): the hardware backend over libibverbs.
+//! - [`handshake`]: brpc's v2/v3 hello and ACK as pure encode/decode functions.
+//! - [`backend`]: picks the backend from the flags (the fabric when no device is present).
+//! - [`block_pool`]: registered memory cut into IOBuf blocks (the iobuf allocator hook), so
+//!   IOBuf pieces can be sent without copying (each piece's `meta` is its region's lkey).
+//! - [`endpoint`]: the endpoint's flow control (windows and credits) as a pure state machine.
+//! - [`poller`]: polling mode's pollers (OS threads over the completion queues).
+//! - [`flags`]: brpc's RDMA flags; [`threading`]: the seed-004 configuration check.
+//!
+//! Not yet wired into spindle-rpc; see docs/rdma.md for what exists and the integration plan.
+
+pub mod backend;
+pub mod block_pool;
+pub mod endpoint;
+pub mod fabric;
+pub mod flags;
+pub mod handshake;
+#[cfg(feature = "ibverbs")]
+pub mod ibverbs_backend;
+pub mod poller;
+pub mod threading;
+pub mod verbs;
