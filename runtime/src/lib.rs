@@ -49,7 +49,9 @@ pub use scheduler::builder::{
 };
 pub use scheduler::idle_hook::{set_idle_hook, IdleHook};
 pub use scheduler::stats::Stats;
-pub use scheduler::{config, current_tag, current_worker, init, stats, InitError};
+pub use scheduler::{
+    config, current_tag, current_worker, has_ready_fibers, init, stats, InitError,
+};
 
 /// The examples of the README and of the runtime guides compile and run as doctests.
 #[cfg(doctest)]

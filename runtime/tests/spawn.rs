@@ -367,3 +367,22 @@ fn idle_workers_steal_and_park() {
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+#[test]
+fn has_ready_fibers_sees_the_lifo_slot_and_is_false_on_threads() {
+    assert!(
+        !spindle_runtime::has_ready_fibers(),
+        "a plain thread has no worker"
+    );
+    let seen = spindle_runtime::spawn(|| {
+        // The child lands in this worker's LIFO slot, which nobody can steal: it is ready
+        // here until this fiber switches out.
+        let child = spindle_runtime::spawn(|| 7);
+        let ready = spindle_runtime::has_ready_fibers();
+        assert_eq!(child.join().unwrap(), 7);
+        ready
+    })
+    .join()
+    .unwrap();
+    assert!(seen);
+}

@@ -100,6 +100,17 @@ pub fn current_worker() -> Option<usize> {
     (!g.is_null()).then(|| unsafe { (*g).index })
 }
 
+/// Whether the worker running the calling fiber has other fibers ready to run (not counting
+/// fibers that yielded); `false` on a plain thread. A hint for batching: a fiber about to make
+/// a syscall that others may want to join (a socket write) can [`yield_now`](crate::yield_now)
+/// first, so they run and add to it. Like every such query, the answer may be stale by the
+/// time the caller acts on it.
+pub fn has_ready_fibers() -> bool {
+    let g = task_group::current_group();
+    // SAFETY: a non-null group is the live worker of this thread; not kept across a switch.
+    !g.is_null() && !task_group::current_task_meta().is_null() && unsafe { (*g).has_ready() }
+}
+
 /// Tag of the worker running the caller, `None` on a plain thread.
 pub fn current_tag() -> Option<usize> {
     let g = task_group::current_group();

@@ -231,6 +231,15 @@ impl TaskGroup {
         bump(&self.shared().stats.created);
     }
 
+    /// Whether other fibers are ready to run here (the LIFO slot or the deque; yielders not
+    /// counted).
+    pub(crate) fn has_ready(&self) -> bool {
+        let slot = self.lifo.take();
+        let occupied = slot.is_some();
+        self.lifo.set(slot);
+        occupied || !self.deque.is_empty()
+    }
+
     /// Makes `task` the next to run here (LIFO slot); the task it displaces goes to the deque and
     /// an idle worker is signalled for it, unless `signal` is false (then the signal is owed
     /// until [`crate::flush`]).
