@@ -14,6 +14,7 @@
 
 use crate::block::Block;
 use crate::block_cache;
+use crate::fd_io::{push_iov, EMPTY_IOV};
 use crate::iobuf::{IOBuf, WriteTail};
 use std::io;
 use std::ops::{Deref, DerefMut};
@@ -52,10 +53,6 @@ impl IOPortal {
                 "IOPortal::append_from_fd: max must be > 0",
             ));
         }
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_READ_BLOCKS];
         // The kept tail first (the IOBuf adopts or creates one if it has none).
         self.buf.ensure_tail();
         let first = self
@@ -64,31 +61,31 @@ impl IOPortal {
             .take()
             .expect("ensure_tail leaves a reservation");
         let first_len = first.room().min(max);
-        iov[0] = libc::iovec {
-            iov_base: first.write_ptr() as *mut libc::c_void,
-            iov_len: first_len,
-        };
         // Then as many fresh blocks as `max` asks for, taken from the thread cache in one go.
         let cap = first.cap as usize;
         let fresh_count = (max - first_len).div_ceil(cap).min(MAX_READ_BLOCKS - 1);
         let mut fresh: [Option<Block>; MAX_READ_BLOCKS - 1] = std::array::from_fn(|_| None);
         block_cache::take_many(&mut fresh[..fresh_count]);
+        // Bytes offered to each fresh block.
+        let mut lens = [0usize; MAX_READ_BLOCKS - 1];
+        // Blocks adjacent in memory (carved from one slab, handed out in address order) share
+        // an iovec: the kernel copies fewer, longer runs.
+        let mut iov = [EMPTY_IOV; MAX_READ_BLOCKS];
+        let mut count = 0;
+        push_iov(&mut iov, &mut count, first.write_ptr(), first_len);
         let mut space = first_len;
-        for (i, slot) in fresh[..fresh_count].iter().enumerate() {
+        for (slot, len) in fresh[..fresh_count].iter().zip(lens.iter_mut()) {
             let b = slot.as_ref().expect("filled by take_many");
             let ok = b.try_reserve(0, b.cap());
             debug_assert!(ok, "a fresh block is unique and empty");
-            let n = b.cap().min(max - space);
-            iov[i + 1] = libc::iovec {
-                iov_base: b.data() as *mut libc::c_void,
-                iov_len: n,
-            };
-            space += n;
+            *len = b.cap().min(max - space);
+            // Never full: at most one iovec per block.
+            push_iov(&mut iov, &mut count, b.data(), *len);
+            space += *len;
         }
-        let count = fresh_count + 1;
         let result = loop {
-            // SAFETY: each iovec describes the free, reserved part of a block we hold (`first`
-            // and `fresh`; nobody else reads or writes it), and `count <= MAX_READ_BLOCKS`.
+            // SAFETY: each iovec describes free, reserved parts of blocks we hold (`first` and
+            // `fresh`; nobody else reads or writes them), and `count <= MAX_READ_BLOCKS`.
             let rc = unsafe { libc::readv(fd, iov.as_ptr(), count as libc::c_int) };
             if rc >= 0 {
                 break Ok(rc as usize);
@@ -112,7 +109,7 @@ impl IOPortal {
                 break;
             }
             let block = slot.take().expect("filled by take_many");
-            let n = left.min(iov[i + 1].iov_len);
+            let n = left.min(lens[i]);
             let t = WriteTail {
                 pos: 0,
                 cap: block.cap() as u32,
