@@ -154,3 +154,25 @@ impl IOBuf {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adjacent_pieces_share_an_iovec() {
+        let mut mem = [0u8; 64];
+        let base = mem.as_mut_ptr();
+        let mut iov = [EMPTY_IOV; 2];
+        let mut n = 0;
+        assert!(push_iov(&mut iov, &mut n, base, 8));
+        assert!(push_iov(&mut iov, &mut n, mem[8..].as_mut_ptr(), 8));
+        assert_eq!((n, iov[0].iov_len), (1, 16), "contiguous: merged");
+        assert!(push_iov(&mut iov, &mut n, mem[32..].as_mut_ptr(), 4));
+        assert_eq!((n, iov[1].iov_len), (2, 4), "gap: new iovec");
+        assert!(push_iov(&mut iov, &mut n, mem[36..].as_mut_ptr(), 4));
+        assert_eq!((n, iov[1].iov_len), (2, 8));
+        assert!(!push_iov(&mut iov, &mut n, base, 1), "full: refused");
+        assert_eq!(n, 2);
+    }
+}

@@ -337,6 +337,15 @@ impl IOBuf {
                 out.push_back_ref(piece);
                 return n;
             }
+            // Exactly the first piece, with more behind it (a message ending at a block end):
+            // the reference moves as is.
+            if n == front.len as usize && n < self.len {
+                if let Some(piece) = self.refs.pop_front() {
+                    self.len -= n;
+                    out.push_back_ref(piece);
+                    return n;
+                }
+            }
         }
         self.cutn_slow(out, n)
     }
@@ -464,7 +473,7 @@ impl IOBuf {
             if flen <= left {
                 left -= flen;
                 if held == REVERSE_RELEASE {
-                    popped.iter_mut().rev().for_each(|p| drop(p.take()));
+                    release_reversed(&mut popped);
                     held = 0;
                 }
                 popped[held] = self.refs.pop_front();
@@ -476,7 +485,7 @@ impl IOBuf {
             }
         }
         self.len -= n;
-        popped[..held].iter_mut().rev().for_each(|p| drop(p.take()));
+        release_reversed(&mut popped[..held]);
         n
     }
 
@@ -613,6 +622,24 @@ impl IOBuf {
             v.extend_from_slice(s);
         }
         v
+    }
+}
+
+/// Drops the references of `refs` back to front; pooled blocks losing their last reference go
+/// back to the thread's cache in one access (in that order: the front block ends on top).
+fn release_reversed(refs: &mut [Option<BlockRef>]) {
+    let mut free: [Option<Block>; 32] = Default::default();
+    for chunk in refs.rchunks_mut(free.len()) {
+        let mut k = 0;
+        for r in chunk.iter_mut().rev().filter_map(Option::take) {
+            if let Some(b) = r.block.into_free() {
+                free[k] = Some(b);
+                k += 1;
+            }
+        }
+        if k > 0 {
+            block_cache::recycle_many(&mut free[..k]);
+        }
     }
 }
 

@@ -62,7 +62,7 @@ impl IOPortal {
             .expect("ensure_tail leaves a reservation");
         let first_len = first.room().min(max);
         // Then as many fresh blocks as `max` asks for, taken from the thread cache in one go.
-        let cap = first.cap as usize;
+        let cap = crate::allocator::block_size();
         let fresh_count = (max - first_len).div_ceil(cap).min(MAX_READ_BLOCKS - 1);
         let mut fresh: [Option<Block>; MAX_READ_BLOCKS - 1] = std::array::from_fn(|_| None);
         block_cache::take_many(&mut fresh[..fresh_count]);
@@ -74,11 +74,16 @@ impl IOPortal {
         let mut count = 0;
         push_iov(&mut iov, &mut count, first.write_ptr(), first_len);
         let mut space = first_len;
+        // Fresh blocks are not reserved before the read: we hold their only handles, so nobody
+        // else can reserve, write or read them meanwhile (block invariant 1), and only those that
+        // receive bytes are reserved below; the others go back to the cache untouched.
         for (slot, len) in fresh[..fresh_count].iter().zip(lens.iter_mut()) {
             let b = slot.as_ref().expect("filled by take_many");
-            let ok = b.try_reserve(0, b.cap());
-            debug_assert!(ok, "a fresh block is unique and empty");
-            *len = b.cap().min(max - space);
+            debug_assert!(
+                b.is_unique() && b.size() == 0,
+                "a fresh block is unique and empty"
+            );
+            *len = cap.min(max - space);
             // Never full: at most one iovec per block.
             push_iov(&mut iov, &mut count, b.data(), *len);
             space += *len;
@@ -110,9 +115,12 @@ impl IOPortal {
             }
             let block = slot.take().expect("filled by take_many");
             let n = left.min(lens[i]);
+            // Reserve the whole block for the tail now (the only handle: a plain store).
+            let ok = block.try_reserve(0, cap);
+            debug_assert!(ok, "a fresh block is unique and empty");
             let t = WriteTail {
                 pos: 0,
-                cap: block.cap() as u32,
+                cap: cap as u32,
                 block,
             };
             if let Some(old) = self.buf.tail.replace(t) {
@@ -122,11 +130,7 @@ impl IOPortal {
             self.buf.commit_tail(n);
             left -= n;
         }
-        for b in fresh[..fresh_count].iter().flatten() {
-            // SAFETY: unused fresh block: we hold its whole reservation [0, cap) and handed out
-            // nothing, so it is back to `refs == 1`, `size == 0`, as the cache requires.
-            unsafe { b.shrink_reservation(0) };
-        }
+        // Unused fresh blocks are still `refs == 1`, `size == 0`, as the cache requires.
         block_cache::recycle_many(&mut fresh[..fresh_count]);
         result?;
         Ok(read)

@@ -477,8 +477,9 @@ fn fd_spindle(total: usize) -> Duration {
     let t = Instant::now();
     let writer = std::thread::spawn(move || {
         let mut sent = 0;
+        // Reused between batches, like the peer's `BytesMut`.
+        let mut out = IOBuf::new();
         while sent < total {
-            let mut out = IOBuf::new();
             for _ in 0..FD_BATCH.min((total - sent) / FD_MSG) {
                 out.append(&src);
             }
