@@ -29,27 +29,69 @@ const SMALL_BUF_MAX: usize = 1024;
 /// Bytes in one piece are stored as `u32`; merged pieces never exceed this.
 const MAX_PIECE_LEN: usize = u32::MAX as usize;
 
+/// Largest reservation end a [`WriteTail`] records: bit 31 of its `end` field is the
+/// `EXTENDS_BACK` flag, so a tail never reserves the last byte of a 2 GiB block.
+pub(crate) const MAX_TAIL_END: usize = (1 << 31) - 1;
+
+/// Bit of `WriteTail::end` set while the IOBuf's last piece lies in the tail block and ends
+/// exactly at `pos`: appends then grow that piece without checking it.
+const EXTENDS_BACK: u32 = 1 << 31;
+
 /// A write reservation on the tail of a block (see the module doc).
 pub(crate) struct WriteTail {
     /// The reserved block (this handle keeps it alive).
     pub(crate) block: Block,
-    /// Next byte to write; `[pos, cap)` is reserved by this IOBuf.
+    /// Next byte to write; `[pos, end)` is reserved by this IOBuf.
     pub(crate) pos: u32,
-    /// The block's capacity (cached to spare a header load on every append).
-    pub(crate) cap: u32,
+    /// End of the reservation (bits 0..31, at most `MAX_TAIL_END`) and the `EXTENDS_BACK` flag
+    /// (bit 31). The end is cached here to spare a header load on every append.
+    end: u32,
 }
 
 impl WriteTail {
+    /// A reservation of `[pos, end)` of `block` (the caller reserved it), not extending any piece.
+    #[inline]
+    pub(crate) fn new(block: Block, pos: usize, end: usize) -> WriteTail {
+        debug_assert!(pos <= end && end <= MAX_TAIL_END);
+        WriteTail {
+            block,
+            pos: pos as u32,
+            end: end as u32,
+        }
+    }
+
+    /// End of the reservation.
+    #[inline]
+    pub(crate) fn end(&self) -> usize {
+        (self.end & !EXTENDS_BACK) as usize
+    }
+
     /// Free reserved bytes.
     #[inline]
     pub(crate) fn room(&self) -> usize {
-        (self.cap - self.pos) as usize
+        self.end() - self.pos as usize
+    }
+
+    /// Whether the IOBuf's last piece is in this block and ends at `pos`. Every change of the
+    /// IOBuf's last piece other than growing it from here clears the flag (see `push_back_ref`,
+    /// `pop_back`); cuts from the front never move the end of the last piece, and a cut that
+    /// removes the last piece empties the chain, which `commit_tail` checks.
+    #[inline]
+    fn extends_back(&self) -> bool {
+        self.end & EXTENDS_BACK != 0
+    }
+
+    /// Sets or clears the `EXTENDS_BACK` flag.
+    #[inline]
+    fn set_extends_back(&mut self, on: bool) {
+        self.end = (self.end & !EXTENDS_BACK) | if on { EXTENDS_BACK } else { 0 };
     }
 
     /// Where the next byte goes.
     #[inline]
     pub(crate) fn write_ptr(&self) -> *mut u8 {
-        // SAFETY: pos <= cap, so the result is inside the data region (or one past its end).
+        // SAFETY: pos <= end <= cap, so the result is inside the data region (or one past its
+        // end).
         unsafe { self.block.data().add(self.pos as usize) }
     }
 }
@@ -128,6 +170,9 @@ impl IOBuf {
     #[inline(always)]
     pub(crate) fn push_back_ref(&mut self, r: BlockRef) {
         debug_assert!(r.len > 0);
+        if let Some(t) = self.tail.as_mut() {
+            t.set_extends_back(false);
+        }
         if self.len == 0 {
             // Empty (no piece, module invariant): nothing to merge with, e.g. a fresh message
             // receiving its body from `cutn`.
@@ -160,10 +205,11 @@ impl IOBuf {
         let pos = t.pos as usize;
         t.pos += n as u32;
         self.len += n;
-        // Usually the last piece ends at `pos` in this block: grow it. (A piece inside one block
-        // is at most `cap <= 2^31` bytes, so its length cannot overflow.)
-        if let Some(back) = self.refs.back_mut() {
-            if back.end() == pos && back.block.same(&t.block) {
+        // Usually the last piece ends at `pos` in this block (the flag says so): grow it. (A
+        // piece inside one block is at most 2^31 bytes, so its length cannot overflow.)
+        if t.extends_back() {
+            if let Some(back) = self.refs.back_mut() {
+                debug_assert!(back.end() == pos && back.block.same(&t.block));
                 back.len += n as u32;
                 return;
             }
@@ -171,23 +217,33 @@ impl IOBuf {
         self.push_tail_piece(pos, n);
     }
 
-    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it). When
-    /// that fills the block (a `readv` filling whole blocks), the reservation is used up: its
-    /// handle becomes the piece's, sparing a reference-count increment now and a decrement when
-    /// the reservation would have been dropped.
+    /// Adds `[pos, pos + n)` of the tail block as the last piece (`len` already counts it): grows
+    /// the last piece if it ends at `pos` in this block, else pushes a new one. When that fills
+    /// the reservation (a `readv` filling whole blocks), the reservation is used up: its handle
+    /// becomes the piece's, sparing a reference-count increment now and a decrement when the
+    /// reservation would have been dropped.
     #[inline(never)]
+    #[cold]
     fn push_tail_piece(&mut self, pos: usize, n: usize) {
-        let Some(t) = self.tail.as_ref() else {
+        let Some(t) = self.tail.as_mut() else {
             return;
         };
-        let block = if t.pos == t.cap {
-            // Nothing left to reserve: `[pos, cap)` of the reservation is now all content, so
-            // there is nothing to give back (`size == cap` stays right).
+        if let Some(back) = self.refs.back_mut() {
+            if back.end() == pos && back.block.same(&t.block) {
+                back.len += n as u32;
+                t.set_extends_back(true);
+                return;
+            }
+        }
+        let block = if t.room() == 0 {
+            // Nothing left to reserve: `[pos, end)` of the reservation is now all content, so
+            // there is nothing to give back (`size == end` stays right).
             match self.tail.take() {
                 Some(t) => t.block,
                 None => return,
             }
         } else {
+            t.set_extends_back(true);
             t.block.clone()
         };
         self.refs.push_back(BlockRef {
@@ -209,25 +265,18 @@ impl IOBuf {
         // whose writer has given its reservation back).
         if let Some(back) = self.refs.back() {
             let end = back.end();
-            let cap = back.block.cap();
+            let cap = back.block.cap().min(MAX_TAIL_END);
             if back.block.is_unique() && end < cap && back.block.try_reserve(end, cap - end) {
-                let block = back.block.clone();
-                return self.tail.insert(WriteTail {
-                    block,
-                    pos: end as u32,
-                    cap: cap as u32,
-                });
+                let mut t = WriteTail::new(back.block.clone(), end, cap);
+                t.set_extends_back(true);
+                return self.tail.insert(t);
             }
         }
         let block = block_cache::take();
-        let cap = block.cap();
+        let cap = block.cap().min(MAX_TAIL_END);
         let ok = block.try_reserve(0, cap);
         debug_assert!(ok, "a fresh block is unique and empty");
-        self.tail.insert(WriteTail {
-            block,
-            pos: 0,
-            cap: cap as u32,
-        })
+        self.tail.insert(WriteTail::new(block, 0, cap))
     }
 
     /// Appends a copy of `data`, filling the current tail block in place first.
@@ -247,6 +296,7 @@ impl IOBuf {
 
     /// Appends `data` across as many blocks as needed.
     #[inline(never)]
+    #[cold]
     fn append_slow(&mut self, mut data: &[u8]) {
         if data.is_empty() {
             return;
@@ -511,6 +561,10 @@ impl IOBuf {
     /// Removes the last `min(n, len)` bytes; returns how many were removed.
     pub fn pop_back(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
+        if let Some(t) = self.tail.as_mut() {
+            // The last piece shrinks or goes: it no longer ends at the tail's `pos`.
+            t.set_extends_back(false);
+        }
         let mut left = n;
         while left > 0 {
             let Some(back) = self.refs.back_mut() else {

@@ -15,7 +15,7 @@
 use crate::block::Block;
 use crate::block_cache;
 use crate::fd_io::{push_iov, EMPTY_IOV};
-use crate::iobuf::{IOBuf, WriteTail};
+use crate::iobuf::{IOBuf, WriteTail, MAX_TAIL_END};
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
@@ -62,7 +62,8 @@ impl IOPortal {
             .expect("ensure_tail leaves a reservation");
         let first_len = first.room().min(max);
         // Then as many fresh blocks as `max` asks for, taken from the thread cache in one go.
-        let cap = crate::allocator::block_size();
+        // (A tail never reserves the last byte of a 2 GiB block: see `MAX_TAIL_END`.)
+        let cap = crate::allocator::block_size().min(MAX_TAIL_END);
         let fresh_count = (max - first_len).div_ceil(cap).min(MAX_READ_BLOCKS - 1);
         let mut fresh: [Option<Block>; MAX_READ_BLOCKS - 1] = std::array::from_fn(|_| None);
         block_cache::take_many(&mut fresh[..fresh_count]);
@@ -118,11 +119,7 @@ impl IOPortal {
             // Reserve the whole block for the tail now (the only handle: a plain store).
             let ok = block.try_reserve(0, cap);
             debug_assert!(ok, "a fresh block is unique and empty");
-            let t = WriteTail {
-                pos: 0,
-                cap: cap as u32,
-                block,
-            };
+            let t = WriteTail::new(block, 0, cap);
             if let Some(old) = self.buf.tail.replace(t) {
                 // SAFETY: we held the reservation [pos, cap) and handed out nothing past pos.
                 unsafe { old.block.shrink_reservation(old.pos as usize) };
