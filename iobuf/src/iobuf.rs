@@ -369,24 +369,36 @@ impl IOBuf {
         other.len = 0;
     }
 
+    /// When `n` is positive and shorter than the first piece, removes the first `n` bytes and
+    /// returns them as a reference to the same block (the fast path of every cut); otherwise
+    /// changes nothing.
+    #[inline(always)]
+    fn cut_inside_front(&mut self, n: usize) -> Option<BlockRef> {
+        let front = self.refs.front_mut()?;
+        if n >= front.len as usize || n == 0 {
+            return None;
+        }
+        let piece = BlockRef {
+            block: front.block.clone(),
+            offset: front.offset,
+            len: n as u32,
+        };
+        front.offset += n as u32;
+        front.len -= n as u32;
+        self.len -= n;
+        Some(piece)
+    }
+
     /// Moves the first `min(n, len)` bytes to the back of `out`, sharing blocks (a piece split in
     /// two becomes two references to the same block). Returns the number of bytes moved.
     #[inline(always)]
     pub fn cutn(&mut self, out: &mut IOBuf, n: usize) -> usize {
         // Fast path: the range lies strictly inside the first piece (a message in a read buffer).
-        if let Some(front) = self.refs.front_mut() {
-            if n < front.len as usize && n > 0 {
-                let piece = BlockRef {
-                    block: front.block.clone(),
-                    offset: front.offset,
-                    len: n as u32,
-                };
-                front.offset += n as u32;
-                front.len -= n as u32;
-                self.len -= n;
-                out.push_back_ref(piece);
-                return n;
-            }
+        if let Some(piece) = self.cut_inside_front(n) {
+            out.push_back_ref(piece);
+            return n;
+        }
+        if let Some(front) = self.refs.front() {
             // Exactly the first piece, with more behind it (a message ending at a block end):
             // the reference moves as is.
             if n == front.len as usize && n < self.len {
@@ -446,22 +458,12 @@ impl IOBuf {
     #[inline]
     pub fn split_to(&mut self, n: usize) -> IOBuf {
         // Fast path as in `cutn`, building the result in one piece (a message in a read buffer).
-        if let Some(front) = self.refs.front_mut() {
-            if n < front.len as usize && n > 0 {
-                let piece = BlockRef {
-                    block: front.block.clone(),
-                    offset: front.offset,
-                    len: n as u32,
-                };
-                front.offset += n as u32;
-                front.len -= n as u32;
-                self.len -= n;
-                return IOBuf {
-                    refs: RefChain::one(piece),
-                    len: n,
-                    tail: None,
-                };
-            }
+        if let Some(piece) = self.cut_inside_front(n) {
+            return IOBuf {
+                refs: RefChain::one(piece),
+                len: n,
+                tail: None,
+            };
         }
         let mut out = IOBuf::new();
         self.cutn(&mut out, n);
