@@ -369,9 +369,9 @@ impl IOBuf {
         other.len = 0;
     }
 
-    /// When `n` is positive and shorter than the first piece, removes the first `n` bytes and
-    /// returns them as a reference to the same block (the fast path of every cut); otherwise
-    /// changes nothing.
+    /// When `n` is positive and shorter than the first piece, removes the first `n` bytes from
+    /// that piece and returns them as a reference to the same block (the fast path of every
+    /// cut); otherwise changes nothing. The caller updates `len`.
     #[inline(always)]
     fn cut_inside_front(&mut self, n: usize) -> Option<BlockRef> {
         let front = self.refs.front_mut()?;
@@ -385,7 +385,6 @@ impl IOBuf {
         };
         front.offset += n as u32;
         front.len -= n as u32;
-        self.len -= n;
         Some(piece)
     }
 
@@ -395,6 +394,7 @@ impl IOBuf {
     pub fn cutn(&mut self, out: &mut IOBuf, n: usize) -> usize {
         // Fast path: the range lies strictly inside the first piece (a message in a read buffer).
         if let Some(piece) = self.cut_inside_front(n) {
+            self.len -= n;
             out.push_back_ref(piece);
             return n;
         }
@@ -430,7 +430,7 @@ impl IOBuf {
         }
         let mut left = n;
         while left > 0 {
-            let Some(front) = self.refs.front_mut() else {
+            let Some(front) = self.refs.front() else {
                 break;
             };
             let flen = front.len as usize;
@@ -439,15 +439,11 @@ impl IOBuf {
                 left -= flen;
                 out.push_back_ref(r);
             } else {
-                let piece = BlockRef {
-                    block: front.block.clone(),
-                    offset: front.offset,
-                    len: left as u32,
-                };
-                front.offset += left as u32;
-                front.len -= left as u32;
+                // The rest lies strictly inside the first piece.
+                if let Some(piece) = self.cut_inside_front(left) {
+                    out.push_back_ref(piece);
+                }
                 left = 0;
-                out.push_back_ref(piece);
             }
         }
         self.len -= n;
@@ -459,6 +455,7 @@ impl IOBuf {
     pub fn split_to(&mut self, n: usize) -> IOBuf {
         // Fast path as in `cutn`, building the result in one piece (a message in a read buffer).
         if let Some(piece) = self.cut_inside_front(n) {
+            self.len -= n;
             return IOBuf {
                 refs: RefChain::one(piece),
                 len: n,
