@@ -256,6 +256,38 @@ impl Block {
         }
     }
 
+    /// Gives up this handle like `drop`, except that when it was the last handle of a pooled
+    /// block the block is returned reset (`refs == 1`, `size == 0`) instead of going back to the
+    /// cache, so the caller can return many blocks to the cache in one access. A user block whose
+    /// last handle this was is released (its deleter runs) and `None` returned.
+    #[inline]
+    pub(crate) fn into_free(self) -> Option<Block> {
+        let ptr = self.ptr;
+        let refs = &self.inner().refs;
+        // As in `drop`: the only handle needs no read-modify-write (invariant 1).
+        let last = refs.load(Ordering::Acquire) == 1 || {
+            let last = refs.fetch_sub(1, Ordering::Release) == 1;
+            if last {
+                fence(Ordering::Acquire);
+            }
+            last
+        };
+        // The count is settled above: this handle must not run `Drop` any more.
+        std::mem::forget(self);
+        if !last {
+            return None;
+        }
+        // SAFETY: this was the last handle, so we have exclusive access to the live header.
+        let pooled = matches!(unsafe { &ptr.as_ref().kind }, Kind::Pooled);
+        if pooled {
+            // SAFETY: exclusive access (last handle).
+            Some(unsafe { Block::revive(ptr) })
+        } else {
+            Block::release(ptr);
+            None
+        }
+    }
+
     /// Called when the count reached zero: recycle (pooled) or run the deleter (user).
     #[cold]
     fn release(ptr: NonNull<BlockInner>) {

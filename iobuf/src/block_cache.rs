@@ -62,13 +62,21 @@ pub(crate) fn take() -> Block {
 /// Fills every `None` slot of `out` with a block (`refs == 1`, `size == 0`): from this thread's
 /// cache in a single borrow, the rest from the allocator. One thread-local access for a whole
 /// `readv` batch instead of one per block.
+///
+/// The cached blocks are handed out in the order they were returned (oldest of the taken ones
+/// first), not popped in reverse: blocks a reader released front to back, in address order,
+/// come back in that order, so adjacent blocks stay adjacent in the next `readv` and share an
+/// iovec.
 #[inline(never)]
 pub(crate) fn take_many(out: &mut [Option<Block>]) {
     if !cfg!(loom) {
         let _ = CACHE.try_with(|c| {
             if let Ok(mut c) = c.try_borrow_mut() {
+                let wanted = out.iter().filter(|s| s.is_none()).count();
+                let from = c.free.len().saturating_sub(wanted);
+                let mut taken = c.free.drain(from..);
                 for slot in out.iter_mut().filter(|s| s.is_none()) {
-                    match c.free.pop() {
+                    match taken.next() {
                         Some(b) => *slot = Some(b),
                         None => break,
                     }

@@ -43,6 +43,16 @@ impl RefChain {
         }
     }
 
+    /// A chain of the one reference `r`.
+    #[inline(always)]
+    pub(crate) const fn one(r: BlockRef) -> Self {
+        RefChain {
+            front: Some(r),
+            back: None,
+            middle: None,
+        }
+    }
+
     /// Number of pieces in the middle part.
     #[inline]
     fn middle_len(&self) -> usize {

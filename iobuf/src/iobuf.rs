@@ -29,27 +29,69 @@ const SMALL_BUF_MAX: usize = 1024;
 /// Bytes in one piece are stored as `u32`; merged pieces never exceed this.
 const MAX_PIECE_LEN: usize = u32::MAX as usize;
 
+/// Largest reservation end a [`WriteTail`] records: bit 31 of its `end` field is the
+/// `EXTENDS_BACK` flag, so a tail never reserves the last byte of a 2 GiB block.
+pub(crate) const MAX_TAIL_END: usize = (1 << 31) - 1;
+
+/// Bit of `WriteTail::end` set while the IOBuf's last piece lies in the tail block and ends
+/// exactly at `pos`: appends then grow that piece without checking it.
+const EXTENDS_BACK: u32 = 1 << 31;
+
 /// A write reservation on the tail of a block (see the module doc).
 pub(crate) struct WriteTail {
     /// The reserved block (this handle keeps it alive).
     pub(crate) block: Block,
-    /// Next byte to write; `[pos, cap)` is reserved by this IOBuf.
+    /// Next byte to write; `[pos, end)` is reserved by this IOBuf.
     pub(crate) pos: u32,
-    /// The block's capacity (cached to spare a header load on every append).
-    pub(crate) cap: u32,
+    /// End of the reservation (bits 0..31, at most `MAX_TAIL_END`) and the `EXTENDS_BACK` flag
+    /// (bit 31). The end is cached here to spare a header load on every append.
+    end: u32,
 }
 
 impl WriteTail {
+    /// A reservation of `[pos, end)` of `block` (the caller reserved it), not extending any piece.
+    #[inline]
+    pub(crate) fn new(block: Block, pos: usize, end: usize) -> WriteTail {
+        debug_assert!(pos <= end && end <= MAX_TAIL_END);
+        WriteTail {
+            block,
+            pos: pos as u32,
+            end: end as u32,
+        }
+    }
+
+    /// End of the reservation.
+    #[inline]
+    pub(crate) fn end(&self) -> usize {
+        (self.end & !EXTENDS_BACK) as usize
+    }
+
     /// Free reserved bytes.
     #[inline]
     pub(crate) fn room(&self) -> usize {
-        (self.cap - self.pos) as usize
+        self.end() - self.pos as usize
+    }
+
+    /// Whether the IOBuf's last piece is in this block and ends at `pos`. Every change of the
+    /// IOBuf's last piece other than growing it from here clears the flag (see `push_back_ref`,
+    /// `pop_back`); cuts from the front never move the end of the last piece, and a cut that
+    /// removes the last piece empties the chain, which `commit_tail` checks.
+    #[inline]
+    fn extends_back(&self) -> bool {
+        self.end & EXTENDS_BACK != 0
+    }
+
+    /// Sets or clears the `EXTENDS_BACK` flag.
+    #[inline]
+    fn set_extends_back(&mut self, on: bool) {
+        self.end = (self.end & !EXTENDS_BACK) | if on { EXTENDS_BACK } else { 0 };
     }
 
     /// Where the next byte goes.
     #[inline]
     pub(crate) fn write_ptr(&self) -> *mut u8 {
-        // SAFETY: pos <= cap, so the result is inside the data region (or one past its end).
+        // SAFETY: pos <= end <= cap, so the result is inside the data region (or one past its
+        // end).
         unsafe { self.block.data().add(self.pos as usize) }
     }
 }
@@ -128,6 +170,9 @@ impl IOBuf {
     #[inline(always)]
     pub(crate) fn push_back_ref(&mut self, r: BlockRef) {
         debug_assert!(r.len > 0);
+        if let Some(t) = self.tail.as_mut() {
+            t.set_extends_back(false);
+        }
         if self.len == 0 {
             // Empty (no piece, module invariant): nothing to merge with, e.g. a fresh message
             // receiving its body from `cutn`.
@@ -160,10 +205,11 @@ impl IOBuf {
         let pos = t.pos as usize;
         t.pos += n as u32;
         self.len += n;
-        // Usually the last piece ends at `pos` in this block: grow it. (A piece inside one block
-        // is at most `cap <= 2^31` bytes, so its length cannot overflow.)
-        if let Some(back) = self.refs.back_mut() {
-            if back.end() == pos && back.block.same(&t.block) {
+        // Usually the last piece ends at `pos` in this block (the flag says so): grow it. (A
+        // piece inside one block is at most 2^31 bytes, so its length cannot overflow.)
+        if t.extends_back() {
+            if let Some(back) = self.refs.back_mut() {
+                debug_assert!(back.end() == pos && back.block.same(&t.block));
                 back.len += n as u32;
                 return;
             }
@@ -171,23 +217,33 @@ impl IOBuf {
         self.push_tail_piece(pos, n);
     }
 
-    /// Adds `[pos, pos + n)` of the tail block as a new piece (`len` already counts it). When
-    /// that fills the block (a `readv` filling whole blocks), the reservation is used up: its
-    /// handle becomes the piece's, sparing a reference-count increment now and a decrement when
-    /// the reservation would have been dropped.
+    /// Adds `[pos, pos + n)` of the tail block as the last piece (`len` already counts it): grows
+    /// the last piece if it ends at `pos` in this block, else pushes a new one. When that fills
+    /// the reservation (a `readv` filling whole blocks), the reservation is used up: its handle
+    /// becomes the piece's, sparing a reference-count increment now and a decrement when the
+    /// reservation would have been dropped.
     #[inline(never)]
+    #[cold]
     fn push_tail_piece(&mut self, pos: usize, n: usize) {
-        let Some(t) = self.tail.as_ref() else {
+        let Some(t) = self.tail.as_mut() else {
             return;
         };
-        let block = if t.pos == t.cap {
-            // Nothing left to reserve: `[pos, cap)` of the reservation is now all content, so
-            // there is nothing to give back (`size == cap` stays right).
+        if let Some(back) = self.refs.back_mut() {
+            if back.end() == pos && back.block.same(&t.block) {
+                back.len += n as u32;
+                t.set_extends_back(true);
+                return;
+            }
+        }
+        let block = if t.room() == 0 {
+            // Nothing left to reserve: `[pos, end)` of the reservation is now all content, so
+            // there is nothing to give back (`size == end` stays right).
             match self.tail.take() {
                 Some(t) => t.block,
                 None => return,
             }
         } else {
+            t.set_extends_back(true);
             t.block.clone()
         };
         self.refs.push_back(BlockRef {
@@ -209,25 +265,18 @@ impl IOBuf {
         // whose writer has given its reservation back).
         if let Some(back) = self.refs.back() {
             let end = back.end();
-            let cap = back.block.cap();
+            let cap = back.block.cap().min(MAX_TAIL_END);
             if back.block.is_unique() && end < cap && back.block.try_reserve(end, cap - end) {
-                let block = back.block.clone();
-                return self.tail.insert(WriteTail {
-                    block,
-                    pos: end as u32,
-                    cap: cap as u32,
-                });
+                let mut t = WriteTail::new(back.block.clone(), end, cap);
+                t.set_extends_back(true);
+                return self.tail.insert(t);
             }
         }
         let block = block_cache::take();
-        let cap = block.cap();
+        let cap = block.cap().min(MAX_TAIL_END);
         let ok = block.try_reserve(0, cap);
         debug_assert!(ok, "a fresh block is unique and empty");
-        self.tail.insert(WriteTail {
-            block,
-            pos: 0,
-            cap: cap as u32,
-        })
+        self.tail.insert(WriteTail::new(block, 0, cap))
     }
 
     /// Appends a copy of `data`, filling the current tail block in place first.
@@ -247,6 +296,7 @@ impl IOBuf {
 
     /// Appends `data` across as many blocks as needed.
     #[inline(never)]
+    #[cold]
     fn append_slow(&mut self, mut data: &[u8]) {
         if data.is_empty() {
             return;
@@ -319,23 +369,44 @@ impl IOBuf {
         other.len = 0;
     }
 
+    /// When `n` is positive and shorter than the first piece, removes the first `n` bytes from
+    /// that piece and returns them as a reference to the same block (the fast path of every
+    /// cut); otherwise changes nothing. The caller updates `len`.
+    #[inline(always)]
+    fn cut_inside_front(&mut self, n: usize) -> Option<BlockRef> {
+        let front = self.refs.front_mut()?;
+        if n >= front.len as usize || n == 0 {
+            return None;
+        }
+        let piece = BlockRef {
+            block: front.block.clone(),
+            offset: front.offset,
+            len: n as u32,
+        };
+        front.offset += n as u32;
+        front.len -= n as u32;
+        Some(piece)
+    }
+
     /// Moves the first `min(n, len)` bytes to the back of `out`, sharing blocks (a piece split in
     /// two becomes two references to the same block). Returns the number of bytes moved.
     #[inline(always)]
     pub fn cutn(&mut self, out: &mut IOBuf, n: usize) -> usize {
         // Fast path: the range lies strictly inside the first piece (a message in a read buffer).
-        if let Some(front) = self.refs.front_mut() {
-            if n < front.len as usize && n > 0 {
-                let piece = BlockRef {
-                    block: front.block.clone(),
-                    offset: front.offset,
-                    len: n as u32,
-                };
-                front.offset += n as u32;
-                front.len -= n as u32;
-                self.len -= n;
-                out.push_back_ref(piece);
-                return n;
+        if let Some(piece) = self.cut_inside_front(n) {
+            self.len -= n;
+            out.push_back_ref(piece);
+            return n;
+        }
+        if let Some(front) = self.refs.front() {
+            // Exactly the first piece, with more behind it (a message ending at a block end):
+            // the reference moves as is.
+            if n == front.len as usize && n < self.len {
+                if let Some(piece) = self.refs.pop_front() {
+                    self.len -= n;
+                    out.push_back_ref(piece);
+                    return n;
+                }
             }
         }
         self.cutn_slow(out, n)
@@ -359,7 +430,7 @@ impl IOBuf {
         }
         let mut left = n;
         while left > 0 {
-            let Some(front) = self.refs.front_mut() else {
+            let Some(front) = self.refs.front() else {
                 break;
             };
             let flen = front.len as usize;
@@ -368,15 +439,11 @@ impl IOBuf {
                 left -= flen;
                 out.push_back_ref(r);
             } else {
-                let piece = BlockRef {
-                    block: front.block.clone(),
-                    offset: front.offset,
-                    len: left as u32,
-                };
-                front.offset += left as u32;
-                front.len -= left as u32;
+                // The rest lies strictly inside the first piece.
+                if let Some(piece) = self.cut_inside_front(left) {
+                    out.push_back_ref(piece);
+                }
                 left = 0;
-                out.push_back_ref(piece);
             }
         }
         self.len -= n;
@@ -384,7 +451,17 @@ impl IOBuf {
     }
 
     /// Cuts the first `min(n, len)` bytes into a new IOBuf (shares blocks).
+    #[inline]
     pub fn split_to(&mut self, n: usize) -> IOBuf {
+        // Fast path as in `cutn`, building the result in one piece (a message in a read buffer).
+        if let Some(piece) = self.cut_inside_front(n) {
+            self.len -= n;
+            return IOBuf {
+                refs: RefChain::one(piece),
+                len: n,
+                tail: None,
+            };
+        }
         let mut out = IOBuf::new();
         self.cutn(&mut out, n);
         out
@@ -443,10 +520,19 @@ impl IOBuf {
     }
 
     /// General case of [`pop_front`](Self::pop_front).
+    ///
+    /// Whole pieces are released back to front, in groups of up to `REVERSE_RELEASE` pieces: the
+    /// per-thread block cache is a stack, so blocks that were handed out in address order (a
+    /// buffer filled by appends, then written to an fd) come out of it in that order again for
+    /// the next buffer, whose adjacent blocks then share an iovec in `writev`.
     #[inline(never)]
     fn pop_front_slow(&mut self, n: usize) -> usize {
+        /// Pieces released back to front at a time (32 × 16 bytes on the stack).
+        const REVERSE_RELEASE: usize = 32;
         let n = n.min(self.len);
         let mut left = n;
+        let mut popped: [Option<BlockRef>; REVERSE_RELEASE] = Default::default();
+        let mut held = 0;
         while left > 0 {
             let Some(front) = self.refs.front_mut() else {
                 break;
@@ -454,7 +540,12 @@ impl IOBuf {
             let flen = front.len as usize;
             if flen <= left {
                 left -= flen;
-                self.refs.pop_front();
+                if held == REVERSE_RELEASE {
+                    release_reversed(&mut popped);
+                    held = 0;
+                }
+                popped[held] = self.refs.pop_front();
+                held += 1;
             } else {
                 front.offset += left as u32;
                 front.len -= left as u32;
@@ -462,12 +553,17 @@ impl IOBuf {
             }
         }
         self.len -= n;
+        release_reversed(&mut popped[..held]);
         n
     }
 
     /// Removes the last `min(n, len)` bytes; returns how many were removed.
     pub fn pop_back(&mut self, n: usize) -> usize {
         let n = n.min(self.len);
+        if let Some(t) = self.tail.as_mut() {
+            // The last piece shrinks or goes: it no longer ends at the tail's `pos`.
+            t.set_extends_back(false);
+        }
         let mut left = n;
         while left > 0 {
             let Some(back) = self.refs.back_mut() else {
@@ -598,6 +694,24 @@ impl IOBuf {
             v.extend_from_slice(s);
         }
         v
+    }
+}
+
+/// Drops the references of `refs` back to front; pooled blocks losing their last reference go
+/// back to the thread's cache in one access (in that order: the front block ends on top).
+fn release_reversed(refs: &mut [Option<BlockRef>]) {
+    let mut free: [Option<Block>; 32] = Default::default();
+    for chunk in refs.rchunks_mut(free.len()) {
+        let mut k = 0;
+        for r in chunk.iter_mut().rev().filter_map(Option::take) {
+            if let Some(b) = r.block.into_free() {
+                free[k] = Some(b);
+                k += 1;
+            }
+        }
+        if k > 0 {
+            block_cache::recycle_many(&mut free[..k]);
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 
 use crate::block::Block;
 use crate::block_cache;
-use crate::iobuf::{IOBuf, WriteTail};
+use crate::fd_io::{push_iov, EMPTY_IOV};
+use crate::iobuf::{IOBuf, WriteTail, MAX_TAIL_END};
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::os::fd::RawFd;
@@ -52,10 +53,6 @@ impl IOPortal {
                 "IOPortal::append_from_fd: max must be > 0",
             ));
         }
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_READ_BLOCKS];
         // The kept tail first (the IOBuf adopts or creates one if it has none).
         self.buf.ensure_tail();
         let first = self
@@ -64,31 +61,37 @@ impl IOPortal {
             .take()
             .expect("ensure_tail leaves a reservation");
         let first_len = first.room().min(max);
-        iov[0] = libc::iovec {
-            iov_base: first.write_ptr() as *mut libc::c_void,
-            iov_len: first_len,
-        };
         // Then as many fresh blocks as `max` asks for, taken from the thread cache in one go.
-        let cap = first.cap as usize;
+        // (A tail never reserves the last byte of a 2 GiB block: see `MAX_TAIL_END`.)
+        let cap = crate::allocator::block_size().min(MAX_TAIL_END);
         let fresh_count = (max - first_len).div_ceil(cap).min(MAX_READ_BLOCKS - 1);
         let mut fresh: [Option<Block>; MAX_READ_BLOCKS - 1] = std::array::from_fn(|_| None);
         block_cache::take_many(&mut fresh[..fresh_count]);
+        // Bytes offered to each fresh block.
+        let mut lens = [0usize; MAX_READ_BLOCKS - 1];
+        // Blocks adjacent in memory (carved from one slab, handed out in address order) share
+        // an iovec: the kernel copies fewer, longer runs.
+        let mut iov = [EMPTY_IOV; MAX_READ_BLOCKS];
+        let mut count = 0;
+        push_iov(&mut iov, &mut count, first.write_ptr(), first_len);
         let mut space = first_len;
-        for (i, slot) in fresh[..fresh_count].iter().enumerate() {
+        // Fresh blocks are not reserved before the read: we hold their only handles, so nobody
+        // else can reserve, write or read them meanwhile (block invariant 1), and only those that
+        // receive bytes are reserved below; the others go back to the cache untouched.
+        for (slot, len) in fresh[..fresh_count].iter().zip(lens.iter_mut()) {
             let b = slot.as_ref().expect("filled by take_many");
-            let ok = b.try_reserve(0, b.cap());
-            debug_assert!(ok, "a fresh block is unique and empty");
-            let n = b.cap().min(max - space);
-            iov[i + 1] = libc::iovec {
-                iov_base: b.data() as *mut libc::c_void,
-                iov_len: n,
-            };
-            space += n;
+            debug_assert!(
+                b.is_unique() && b.size() == 0,
+                "a fresh block is unique and empty"
+            );
+            *len = cap.min(max - space);
+            // Never full: at most one iovec per block.
+            push_iov(&mut iov, &mut count, b.data(), *len);
+            space += *len;
         }
-        let count = fresh_count + 1;
         let result = loop {
-            // SAFETY: each iovec describes the free, reserved part of a block we hold (`first`
-            // and `fresh`; nobody else reads or writes it), and `count <= MAX_READ_BLOCKS`.
+            // SAFETY: each iovec describes free, reserved parts of blocks we hold (`first` and
+            // `fresh`; nobody else reads or writes them), and `count <= MAX_READ_BLOCKS`.
             let rc = unsafe { libc::readv(fd, iov.as_ptr(), count as libc::c_int) };
             if rc >= 0 {
                 break Ok(rc as usize);
@@ -112,12 +115,11 @@ impl IOPortal {
                 break;
             }
             let block = slot.take().expect("filled by take_many");
-            let n = left.min(iov[i + 1].iov_len);
-            let t = WriteTail {
-                pos: 0,
-                cap: block.cap() as u32,
-                block,
-            };
+            let n = left.min(lens[i]);
+            // Reserve the whole block for the tail now (the only handle: a plain store).
+            let ok = block.try_reserve(0, cap);
+            debug_assert!(ok, "a fresh block is unique and empty");
+            let t = WriteTail::new(block, 0, cap);
             if let Some(old) = self.buf.tail.replace(t) {
                 // SAFETY: we held the reservation [pos, cap) and handed out nothing past pos.
                 unsafe { old.block.shrink_reservation(old.pos as usize) };
@@ -125,11 +127,7 @@ impl IOPortal {
             self.buf.commit_tail(n);
             left -= n;
         }
-        for b in fresh[..fresh_count].iter().flatten() {
-            // SAFETY: unused fresh block: we hold its whole reservation [0, cap) and handed out
-            // nothing, so it is back to `refs == 1`, `size == 0`, as the cache requires.
-            unsafe { b.shrink_reservation(0) };
-        }
+        // Unused fresh blocks are still `refs == 1`, `size == 0`, as the cache requires.
         block_cache::recycle_many(&mut fresh[..fresh_count]);
         result?;
         Ok(read)

@@ -4,7 +4,7 @@
 //! - `append_small`: append many small pieces (4..=40 bytes) — `IOBuf::append` vs
 //!   `BytesMut::extend_from_slice`; `append_small_appender` does the same with `IOBufAppender`.
 //! - `cut_framed`: cut 1,000,000 framed messages (12-byte header + payload) out of one large
-//!   buffer, peeking the header first — `fetch_array` + `pop_front` + `cutn` vs
+//!   buffer, peeking the header first — `fetch_array` + `pop_front` + `split_to` vs
 //!   `BytesMut::split_to` + `freeze`.
 //! - `move_attachment`: take a 1 MiB attachment out of a request buffer and put it behind a new
 //!   header in a response buffer — `cutn` + `append_owned` vs `split_to` + building the response
@@ -286,8 +286,7 @@ fn cut_framed(cfg: &Config) -> Case {
                     break;
                 }
                 buf.pop_front(12);
-                let mut msg = IOBuf::new();
-                buf.cutn(&mut msg, body_len);
+                let msg = buf.split_to(body_len);
                 if verify {
                     copied += msg
                         .pieces()
@@ -477,8 +476,9 @@ fn fd_spindle(total: usize) -> Duration {
     let t = Instant::now();
     let writer = std::thread::spawn(move || {
         let mut sent = 0;
+        // Reused between batches, like the peer's `BytesMut`.
+        let mut out = IOBuf::new();
         while sent < total {
-            let mut out = IOBuf::new();
             for _ in 0..FD_BATCH.min((total - sent) / FD_MSG) {
                 out.append(&src);
             }
