@@ -447,6 +447,56 @@ mod tests {
         assert_eq!(text(&out), "HTTP/1.1 204 No Content\r\n\r\n");
     }
 
+    /// With the real protocols: HTTP never claims baidu_std bytes (nor any prefix of them), a
+    /// baidu_std connection keeps baidu_std preferred, and an HTTP request makes HTTP the
+    /// preferred protocol of its connection.
+    #[test]
+    fn probing_with_baidu_std() {
+        use crate::policy::baidu_std::BaiduStd;
+        use crate::protocol::{cut_input_message, CutResult, ProtocolRegistry};
+        use std::sync::Arc;
+        let mut r = ProtocolRegistry::new();
+        let http = r.register(Arc::new(Http)).unwrap();
+        let baidu = r.register(Arc::new(BaiduStd)).unwrap();
+        let ctx = ParseContext::new(SocketId::new(u32::MAX - 1, 1)); // resolves to no socket
+        let mut frame = IOBuf::new();
+        let call = CallInfo {
+            service: "example.EchoService",
+            method: "Echo",
+            ..CallInfo::default()
+        };
+        BaiduStd
+            .pack_request(&mut frame, 1, &IOBuf::from(&b"\x0a\x00"[..]), &call, None)
+            .unwrap();
+        let frame = frame.to_vec();
+        // "P" could still be POST / PUT / PATCH (baidu_std, asked first, claims it); from "PR"
+        // on HTTP says no.
+        for n in 1..=frame.len() {
+            let mut b = IOBuf::from(&frame[..n]);
+            let want = if n == 1 {
+                ParseError::NotEnoughData
+            } else {
+                ParseError::TryOthers
+            };
+            assert_eq!(Http.parse(&mut b, &ctx).unwrap_err(), want, "{n}");
+            assert_eq!(b.len(), n);
+        }
+        let mut pref = None;
+        let mut b = IOBuf::from(&frame[..]);
+        assert!(matches!(
+            cut_input_message(&mut b, &mut pref, &r, &ctx),
+            CutResult::Message { protocol, .. } if protocol == baidu
+        ));
+        assert_eq!(pref, Some(baidu));
+        let mut b = IOBuf::from(&b"GET /x HTTP/1.1\r\n\r\n"[..]);
+        assert!(matches!(
+            cut_input_message(&mut b, &mut pref, &r, &ctx),
+            CutResult::Message { protocol, .. } if protocol == http
+        ));
+        assert_eq!(pref, Some(http));
+        assert!(b.is_empty());
+    }
+
     #[test]
     fn pb_request_packing() {
         let call = CallInfo {
