@@ -4,7 +4,7 @@
 
 mod http_common;
 
-use http_common::{http_server, Conn};
+use http_common::{http_server, http_server_with, Conn};
 use prost::Message;
 use spindle_rpc::channel::{Channel, ChannelOptions};
 use spindle_rpc::errors::ErrorCode;
@@ -236,4 +236,73 @@ fn one_port_serves_baidu_std_and_http_at_once() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// The credential of an HTTP connection is its first request's `Authorization` header.
+struct Token(&'static str);
+
+impl spindle_rpc::protocol::Authenticator for Token {
+    fn generate_credential(&self) -> Result<Vec<u8>, spindle_rpc::errors::RpcError> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+    fn verify_credential(
+        &self,
+        credential: &[u8],
+        _peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), spindle_rpc::errors::RpcError> {
+        if credential == b"secret" {
+            Ok(())
+        } else {
+            Err(spindle_rpc::errors::RpcError::new(
+                ErrorCode::RpcAuth,
+                "wrong token",
+            ))
+        }
+    }
+}
+
+#[test]
+fn authorization_header_is_the_credential() {
+    use std::sync::Arc;
+    let server = http_server_with(spindle_rpc::server::ServerOptions {
+        authenticator: Some(Arc::new(Token("secret"))),
+        ..Default::default()
+    });
+    let mut c = Conn::new(server.local_addr().unwrap());
+    c.send(b"GET /info/a HTTP/1.1\r\n\r\n");
+    c.expect_eof();
+    let mut c = Conn::new(server.local_addr().unwrap());
+    c.send(b"GET /info/a HTTP/1.1\r\nAuthorization: secret\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+    // Later requests of a verified connection need no credential.
+    c.send(b"GET /info/b HTTP/1.1\r\n\r\n");
+    assert_eq!(c.response().status, 200);
+
+    let options = |token| ChannelOptions {
+        protocol: "http".into(),
+        timeout_ms: 10_000,
+        max_retry: 0,
+        authenticator: Some(Arc::new(Token(token))),
+        ..ChannelOptions::default()
+    };
+    let addr = server.local_addr().unwrap().to_string();
+    let ch = Channel::new(&addr, options("secret")).unwrap();
+    assert_eq!(
+        ch.http_call(&HttpRequest::new("GET", "/info/c"))
+            .unwrap()
+            .status,
+        200
+    );
+    let stub = EchoServiceStub::new(ch);
+    let r = stub
+        .echo(
+            &mut CallContext::default(),
+            &EchoRequest {
+                message: "a".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(r.message, "a");
+    let ch = Channel::new(&addr, options("guess")).unwrap();
+    assert!(ch.http_call(&HttpRequest::new("GET", "/info/c")).is_err());
 }

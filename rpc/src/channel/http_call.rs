@@ -32,7 +32,8 @@ impl MessageBody for Serialized {
 
 impl Channel {
     /// Sends `request` and returns the response (synchronous; the channel's deadline and
-    /// retries apply). A `Host` header naming the server is added when the request has none.
+    /// retries apply). A `Host` header naming the server is added when the request has none,
+    /// and the channel's credential as `Authorization` when it has an authenticator.
     /// A status other than 2xx fails the call: with the code and text of `x-bd-error-code`
     /// when the server sent one, else `EHTTP` naming the status and the start of the body.
     /// Fails with `EREQUEST` on a channel whose protocol is not `http`.
@@ -56,10 +57,17 @@ impl Channel {
             ));
         }
         let mut framed = IOBuf::new();
-        if request.header("host").is_none() {
-            let mut with_host = request.clone();
-            with_host.add_header("Host", &self.server().to_string());
-            http::serialize_request(&mut framed, &with_host, &request.body);
+        let auth = self.inner.options.authenticator.as_deref();
+        let host = request.header("host").is_none();
+        if host || auth.is_some() {
+            let mut req = request.clone();
+            if host {
+                req.add_header("Host", &self.server().to_string());
+            }
+            if let Some(auth) = auth {
+                req.add_header("Authorization", &http::credential(auth)?);
+            }
+            http::serialize_request(&mut framed, &req, &request.body);
         } else {
             http::serialize_request(&mut framed, request, &request.body);
         }

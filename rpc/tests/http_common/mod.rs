@@ -220,7 +220,12 @@ pub fn add_test_handlers(server: &mut Server) {
 
 /// A started server with the echo service and the test handlers.
 pub fn http_server() -> Server {
-    let mut server = Server::new(ServerOptions::default());
+    http_server_with(ServerOptions::default())
+}
+
+/// [`http_server`] with `options`.
+pub fn http_server_with(options: ServerOptions) -> Server {
+    let mut server = Server::new(options);
     server
         .add_service(spindle_rpc::proto::example::EchoServiceServer(
             super_echo::Echo,

@@ -288,7 +288,7 @@ impl Protocol for Http {
         _correlation_id: i64,
         body: &IOBuf,
         call: &CallInfo<'_>,
-        _auth: Option<&dyn Authenticator>,
+        auth: Option<&dyn Authenticator>,
     ) -> Result<(), RpcError> {
         if call.method == RAW_REQUEST_METHOD {
             // Channel::http_call serialized the whole request.
@@ -305,6 +305,9 @@ impl Protocol for Http {
             .with_header("Content-Type", pb::BodyFormat::Proto.content_type());
         if let Some(id) = call.log_id {
             req.add_header("log-id", &id.to_string());
+        }
+        if let Some(auth) = auth {
+            req.add_header("Authorization", &credential(auth)?);
         }
         if let Some(id) = call.request_id {
             req.add_header("x-request-id", id);
@@ -400,6 +403,46 @@ impl Protocol for Http {
     fn method_name(&self, service: &str, method: &str) -> String {
         format!("{service}.{method}")
     }
+
+    /// The credential of an HTTP connection is the first request's `Authorization` header
+    /// (as brpc's HTTP server reads it). A first message that is not a well-formed request
+    /// fails verification, which closes the connection.
+    fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {
+        let msg = msg
+            .as_any()
+            .downcast_ref::<HttpMessage>()
+            .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not an HTTP message"))?;
+        let peer = socket::address(msg.socket_id).and_then(|s| s.remote());
+        match &msg.cut {
+            Cut::Request(req, _) => match req.header("authorization") {
+                Some(credential) => auth.verify_credential(credential.as_bytes(), peer),
+                None => Err(RpcError::new(
+                    ErrorCode::RpcAuth,
+                    "first HTTP request carries no Authorization header",
+                )),
+            },
+            _ => Err(RpcError::new(
+                ErrorCode::RpcAuth,
+                "first HTTP message is not a well-formed request",
+            )),
+        }
+    }
+}
+
+/// The client's credential as an `Authorization` header value.
+pub(crate) fn credential(auth: &dyn Authenticator) -> Result<String, RpcError> {
+    let bytes = auth.generate_credential().map_err(|e| {
+        RpcError::new(
+            ErrorCode::Request,
+            format!("failed to generate credential: {e}"),
+        )
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        RpcError::new(
+            ErrorCode::Request,
+            "an HTTP credential must be text (it is sent as the Authorization header)",
+        )
+    })
 }
 
 /// Downcasts a message from the cut loop; only HTTP's own messages reach its hooks.
