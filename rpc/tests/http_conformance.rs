@@ -169,3 +169,21 @@ fn head_404_405() {
     c.send(b"GET /info/z HTTP/1.1\r\n\r\n");
     assert_eq!(c.response().status, 200);
 }
+
+#[test]
+fn a_panicking_handler_answers_500_and_keeps_the_order() {
+    let mut server = spindle_rpc::server::Server::new(Default::default());
+    http_common::add_test_handlers(&mut server);
+    server
+        .add_http_handler("GET", "/panic", |_: &spindle_rpc::policy::http::HttpRequest| -> spindle_rpc::policy::http::HttpResponse {
+            panic!("handler bug")
+        })
+        .unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    let mut c = Conn::new(server.local_addr().unwrap());
+    c.send(b"GET /panic HTTP/1.1\r\n\r\nGET /info/after HTTP/1.1\r\n\r\n");
+    let r = c.response();
+    assert_eq!(r.status, 500);
+    assert!(r.text().contains("/panic"), "{}", r.text());
+    assert_eq!(c.response().text(), "GET /info/after q= x=-");
+}

@@ -144,6 +144,15 @@ impl HttpRequest {
             .map(|(_, v)| v)
     }
 
+    /// Whether the client prefers HTML: its `Accept` header names `text/html`, as browsers'
+    /// do (curl sends `*/*`). Builtin pages answer HTML when true, plain text otherwise.
+    pub fn wants_html(&self) -> bool {
+        self.header("accept").is_some_and(|a| {
+            a.split(',')
+                .any(|t| t.trim().to_ascii_lowercase().starts_with("text/html"))
+        })
+    }
+
     /// The `Content-Type` header without parameters (`; charset=...`), lower-cased
     /// comparisons are up to the caller.
     pub fn content_type(&self) -> Option<&str> {
@@ -223,6 +232,13 @@ impl HttpResponse {
     pub fn text(status: u16, body: impl AsRef<str>) -> HttpResponse {
         HttpResponse::new(status)
             .with_header("Content-Type", "text/plain")
+            .with_body(body.as_ref().as_bytes())
+    }
+
+    /// A `text/html` response.
+    pub fn html(status: u16, body: impl AsRef<str>) -> HttpResponse {
+        HttpResponse::new(status)
+            .with_header("Content-Type", "text/html")
             .with_body(body.as_ref().as_bytes())
     }
 
@@ -335,6 +351,16 @@ mod tests {
         assert_eq!(r.query_param("nope"), None);
         assert_eq!(r.header("host"), Some("h"));
         assert_eq!(r.content_type(), Some("application/json"));
+        assert!(!r.wants_html());
+        let browser = HttpRequest::new("GET", "/").with_header(
+            "Accept",
+            "application/xhtml+xml, Text/HTML;q=0.9, */*;q=0.8",
+        );
+        assert!(browser.wants_html());
+        assert_eq!(
+            HttpResponse::html(200, "<p>").header("content-type"),
+            Some("text/html")
+        );
         assert_eq!(percent_decode("a%2Fb%"), "a/b%");
         assert_eq!(percent_decode("%e4%b8%ad"), "中");
     }

@@ -350,7 +350,17 @@ impl Protocol for Http {
             Cut::Request(mut req, meta) => {
                 req.remote = s.remote();
                 let resp = match server.http_dispatch() {
-                    Some(d) => d.dispatch(&req),
+                    // A panicking handler must not leave a hole in the response order (every
+                    // later response of the connection would wait for it): answer 500.
+                    Some(d) => {
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d.dispatch(&req)))
+                            .unwrap_or_else(|_| {
+                                HttpResponse::text(
+                                    500,
+                                    format!("the handler of {} panicked\n", req.path()),
+                                )
+                            })
+                    }
                     None => HttpResponse::text(404, "this server serves no HTTP\n"),
                 };
                 (resp, req.minor_version, !meta.keep_alive, meta.head_only)
