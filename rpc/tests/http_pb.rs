@@ -306,3 +306,50 @@ fn authorization_header_is_the_credential() {
     let ch = Channel::new(&addr, options("guess")).unwrap();
     assert!(ch.http_call(&HttpRequest::new("GET", "/info/c")).is_err());
 }
+
+/// Against a raw server: `Connection: close` retires a pooled connection (the next call opens
+/// a new one, no retry needed), and a body delimited by the close is read whole.
+#[test]
+fn client_follows_connection_close() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for i in 0..3 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = Vec::new();
+            let mut b = [0u8; 1024];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut b).unwrap();
+                assert!(n > 0);
+                req.extend_from_slice(&b[..n]);
+            }
+            if i < 2 {
+                s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+                    .unwrap();
+                kept.push(s); // not closed: the client must not wait for EOF
+            } else {
+                s.write_all(b"HTTP/1.0 200 OK\r\n\r\nbody until close")
+                    .unwrap();
+            }
+        }
+    });
+    let ch = Channel::new(
+        &addr.to_string(),
+        ChannelOptions {
+            protocol: "http".into(),
+            timeout_ms: 10_000,
+            max_retry: 0,
+            ..ChannelOptions::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let r = ch.http_call(&HttpRequest::new("GET", "/")).unwrap();
+        assert_eq!(r.body_text(), "ok");
+    }
+    let r = ch.http_call(&HttpRequest::new("GET", "/")).unwrap();
+    assert_eq!(r.body_text(), "body until close");
+    server.join().unwrap();
+}

@@ -341,7 +341,7 @@ impl Protocol for Http {
                 close,
                 false,
             ),
-            Cut::Response(_) => (
+            Cut::Response(..) => (
                 HttpResponse::text(400, "an HTTP response was sent to a server\n"),
                 1,
                 true,
@@ -378,9 +378,9 @@ impl Protocol for Http {
         client: &dyn ResponseSink,
     ) -> Result<(), RpcError> {
         let msg = downcast(msg)?;
-        let mut resp = match msg.cut {
+        let (mut resp, close) = match msg.cut {
             Cut::Skip => return Ok(()),
-            Cut::Response(r) => r,
+            Cut::Response(r, close) => (r, close),
             Cut::Request(..) | Cut::Reject { .. } => {
                 return Err(RpcError::new(
                     ErrorCode::Response,
@@ -407,6 +407,16 @@ impl Protocol for Http {
             correlation_id,
             result,
         });
+        if close {
+            // The call is complete (a pooled connection went back to its pool): fail the
+            // connection now, so no later call is written to a connection the server closes.
+            if let Some(s) = socket::address(msg.socket_id) {
+                crate::socket::Socket::set_failed(
+                    &s,
+                    RpcError::new(ErrorCode::Close, "the HTTP server closes the connection"),
+                );
+            }
+        }
         Ok(())
     }
 

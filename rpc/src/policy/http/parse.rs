@@ -112,8 +112,9 @@ pub(crate) struct RequestMeta {
 pub(crate) enum Cut {
     /// A whole request.
     Request(HttpRequest, RequestMeta),
-    /// A whole response.
-    Response(HttpResponse),
+    /// A whole response, and whether the server closes the connection after it
+    /// (`Connection: close`, HTTP/1.0 without keep-alive, a body delimited by the close).
+    Response(HttpResponse, bool),
     /// A request answered without a handler: 400 (malformed), 413 (body too large),
     /// 431 (head too large).
     Reject {
@@ -512,6 +513,7 @@ pub(crate) fn parse_response(
         }
     };
     let status = resp.code.unwrap_or(0);
+    let minor = resp.version.unwrap_or(1);
     let f = framing(resp.headers.iter().map(|h| (h.name, h.value)))
         .map_err(ParseError::AbsolutelyWrong)?;
     let header_list: Vec<(String, String)> = resp
@@ -534,6 +536,7 @@ pub(crate) fn parse_response(
         declared,
         limit: limits.max_body,
     };
+    let mut close = false;
     let body = if status == 204 || status == 304 {
         source.pop_front(head_len);
         IOBuf::new()
@@ -561,15 +564,20 @@ pub(crate) fn parse_response(
         if !read_eof {
             return Err(ParseError::NotEnoughData);
         }
+        close = true;
         source.pop_front(head_len);
         source.split_to(have)
     };
-    Ok(Cut::Response(HttpResponse {
-        status,
-        headers: header_list,
-        body,
-        chunked: f.chunked,
-    }))
+    close |= f.close || (minor == 0 && !f.keep_alive);
+    Ok(Cut::Response(
+        HttpResponse {
+            status,
+            headers: header_list,
+            body,
+            chunked: f.chunked,
+        },
+        close,
+    ))
 }
 
 #[cfg(test)]

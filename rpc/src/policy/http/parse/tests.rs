@@ -240,7 +240,8 @@ fn responses() {
     }
     let mut b = IOBuf::from(whole);
     match parse_response(&mut b, &LIMITS, false).unwrap() {
-        Cut::Response(r) => {
+        Cut::Response(r, close) => {
+            assert!(!close);
             assert_eq!(r.status, 200);
             assert_eq!(r.header("x-a"), Some("b"));
             assert_eq!(r.body, &b"ok"[..]);
@@ -256,7 +257,7 @@ fn responses() {
         Ok(Cut::Skip)
     ));
     match parse_response(&mut b, &LIMITS, false).unwrap() {
-        Cut::Response(r) => {
+        Cut::Response(r, _) => {
             assert_eq!((r.status, r.chunked), (404, true));
             assert_eq!(r.body, &b"abc"[..]);
         }
@@ -268,7 +269,10 @@ fn responses() {
         ParseError::NotEnoughData
     );
     match parse_response(&mut b, &LIMITS, true).unwrap() {
-        Cut::Response(r) => assert_eq!(r.body, &b"until close"[..]),
+        Cut::Response(r, close) => {
+            assert_eq!(r.body, &b"until close"[..]);
+            assert!(close);
+        }
         other => panic!("{other:?}"),
     }
     let mut b = IOBuf::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 99999\r\n\r\n"[..]);
