@@ -338,12 +338,20 @@ fn drain_reject(source: &mut IOBuf, status: u16, why: String, minor: u8) -> Pars
 
 /// Server side: cuts one request (or a decision about the input) off `source`. `source`
 /// starts with a request line or a prefix of one unless `state` says bytes are to be
-/// discarded.
+/// discarded. After a cut that closes the connection, everything is discarded.
 pub(crate) fn parse_request(
     source: &mut IOBuf,
     limits: &Limits,
     state: &mut ParseSide,
 ) -> ParseResult<Cut> {
+    let cut = cut_request(source, limits, state)?;
+    if matches!(cut, Cut::Reject { close: true, .. }) {
+        state.closing = true;
+    }
+    Ok(cut)
+}
+
+fn cut_request(source: &mut IOBuf, limits: &Limits, state: &mut ParseSide) -> ParseResult<Cut> {
     if state.closing {
         if source.is_empty() {
             return Err(ParseError::NotEnoughData);

@@ -187,6 +187,12 @@ fn malformed_and_versions() {
         (400, true)
     );
     assert!(b.is_empty());
+    // Requests arriving after a closing rejection are discarded, not served.
+    b.append(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(matches!(
+        parse_request(&mut b, &LIMITS, &mut st),
+        Ok(Cut::Skip)
+    ));
     let (mut b, mut st) = req(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n");
     assert_eq!(
         status(parse_request(&mut b, &LIMITS, &mut st).unwrap()),
