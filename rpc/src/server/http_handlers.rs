@@ -20,7 +20,7 @@ use super::{Inflight, Server, ServerInner};
 use crate::errors::{ErrorCode, RpcError};
 use crate::policy::http::pb::{self, BodyFormat};
 use crate::policy::http::{HttpDispatch, HttpRequest, HttpResponse};
-use crate::protocol::ServerRequest;
+use crate::protocol::{IOBuf, ServerRequest};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -207,7 +207,7 @@ impl ServerInner {
         service: &str,
         method: &str,
         format: BodyFormat,
-    ) -> Result<crate::protocol::IOBuf, RpcError> {
+    ) -> Result<IOBuf, RpcError> {
         let entry = {
             let services = self.services.read().unwrap_or_else(|e| e.into_inner());
             services
@@ -258,7 +258,7 @@ impl ServerInner {
             request_id: req.header("x-request-id").map(str::to_owned),
             ..ServerRequest::default()
         };
-        let (body, _attachment, _compress) = self.run(request)?;
+        let (body, _attachment, _compress) = self.call_method_now(request)?;
         match &json {
             Some(pool) => {
                 let desc = pb::message_of(pool, m.output_type)?;
@@ -269,10 +269,28 @@ impl ServerInner {
     }
 }
 
+/// The seam with the server's request path: the two things HTTP needs from it.
+impl ServerInner {
+    /// Counts one request in flight until the guard drops (`join` waits for it).
+    fn count_request(&self) -> Inflight<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Inflight(self)
+    }
+
+    /// Runs a protobuf method on a decoded request in this fiber, with the server's checks
+    /// (state, `max_concurrency`, names), and returns the response body, attachment and
+    /// compression (the caller counted the request).
+    fn call_method_now(
+        &self,
+        request: ServerRequest,
+    ) -> Result<(IOBuf, IOBuf, crate::compress::CompressType), RpcError> {
+        self.run(request)
+    }
+}
+
 impl HttpDispatch for ServerInner {
     fn dispatch(&self, req: &HttpRequest) -> HttpResponse {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        let _inflight = Inflight(self);
+        let _inflight = self.count_request();
         let path = req.path();
         let found = {
             let routes = self.http_routes.read().unwrap_or_else(|e| e.into_inner());
