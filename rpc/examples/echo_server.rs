@@ -1,48 +1,30 @@
 //! brpc's example echo server (`example/echo_c++/server.cpp`): answers `EchoService.Echo`
 //! with the request's message and echoes the attachment back.
 //!
+//! Every flag of the process applies, notably the fiber workers (`--fiber_concurrency`, one
+//! per core by default) and the epoll loops (`--event_dispatcher_num`, default 1).
+//!
 //! ```sh
-//! cargo run --release -p spindle-rpc --example echo_server -- --port=8000
+//! cargo run --release -p spindle-rpc --example echo_server -- --port=8000 \
+//!     --fiber_concurrency=4 --event_dispatcher_num=2
 //! ```
 
-use spindle_rpc::errors::RpcError;
-use spindle_rpc::proto::example::{EchoRequest, EchoResponse, EchoService, EchoServiceServer};
-use spindle_rpc::server::{Server, ServerOptions};
-use spindle_rpc::service::CallContext;
+#[path = "common/echo.rs"]
+mod echo;
+
 use spindle_runtime::define_flag;
 
 define_flag!(static PORT: u32 = 8000, "TCP port of this server",
              validator = |v| if *v > 65535 { Err("must be at most 65535".into()) } else { Ok(()) });
 define_flag!(static ECHO_ATTACHMENT: bool = true, "echo the attachment back");
 
-struct Echo;
-
-impl EchoService for Echo {
-    fn echo(&self, ctx: &mut CallContext, request: EchoRequest) -> Result<EchoResponse, RpcError> {
-        if ECHO_ATTACHMENT.get() {
-            ctx.response_attachment = ctx.request_attachment.clone();
-        }
-        Ok(EchoResponse {
-            message: request.message,
-        })
-    }
-}
-
 fn main() {
-    if let Err(e) = spindle_runtime::flags::init(std::env::args()) {
-        eprintln!("{e}");
-        std::process::exit(2);
-    }
-    let mut server = Server::new(ServerOptions::default());
-    if let Err(e) = server.add_service(EchoServiceServer(Echo)) {
-        eprintln!("cannot add the echo service: {e}");
-        std::process::exit(1);
-    }
+    echo::init();
     let addr = format!("0.0.0.0:{}", PORT.get());
-    if let Err(e) = server.start(&addr) {
-        eprintln!("cannot start the server: {e}");
-        std::process::exit(1);
-    }
-    eprintln!("echo server listening on {addr}; Ctrl-C to stop");
+    let server = echo::start_server(&addr, ECHO_ATTACHMENT.get());
+    eprintln!(
+        "echo server listening on {addr} with {}; Ctrl-C to stop",
+        echo::threads_line()
+    );
     server.run_until_asked_to_quit();
 }

@@ -1,22 +1,40 @@
 //! Event dispatchers (brpc's `EventDispatcher`): edge-triggered epoll loops that turn readiness
 //! into reader fibers and writer wake-ups.
 //!
-//! # Threading model, and why seed 004 cannot happen
+//! # Who polls, and why seed 004 cannot happen
 //!
 //! brpc runs each dispatcher as a bthread that blocks in `epoll_wait`, pinning a worker. With
 //! `event_dispatcher_num` (+ RDMA pollers) ≥ workers, no worker is left to run the fibers that
 //! read sockets or answer handshakes: connections stall and fail ("Got EOF", seed 004).
 //!
-//! Spindle runs **each dispatcher loop on a dedicated OS thread** (`spindle-epoll-<i>`), never
-//! on a fiber worker. The only thing a dispatcher does with the fiber runtime is
-//! [`spindle_runtime::spawn`] (from a non-worker thread that pushes to a worker's remote queue
-//! and signals it) and butex wakes — both non-blocking. So the number of workers available to
-//! fibers is `fiber_concurrency` whatever `event_dispatcher_num` is: a configuration with 2
-//! workers and 4 dispatchers works (test `tests/dispatcher_starvation.rs`). The cost is one
-//! cross-thread hand-off per input burst (brpc's `spawn_urgent` keeps the reader on the core
-//! that saw the event); it is paid once per burst, not per message, since a reader drains its
-//! fd until `EAGAIN`.
+//! Spindle never pins a worker. A dispatcher's `epoll_wait` has one owner at a time (the
+//! `owner` word; only the owner blocks in it, so a write to the dispatcher's wake-up eventfd
+//! reaches exactly the owner):
 //!
+//! - **An idle worker** (the fast path). The dispatchers register a runtime
+//!   [`IdleHook`](spindle_runtime::IdleHook): a worker of tag 0 with nothing to run takes a free
+//!   dispatcher and sleeps in its `epoll_wait` instead of on its futex. When a socket becomes
+//!   readable, that worker wakes, releases the dispatcher and runs the reader fiber itself
+//!   (spawned onto its own LIFO slot: brpc's `spawn_urgent` without the pinned epoll fiber).
+//!   One thread wake-up per event, as in brpc and tokio. New fibers for the worker (a spawn,
+//!   a butex wake, a timer) interrupt it through the eventfd: the runtime's signal path calls
+//!   the hook's `unpark` when its futex wake did not reach enough workers.
+//! - **A busy worker** between fibers: every few dozen fibers a worker polls a free dispatcher
+//!   without blocking (tokio's `event_interval`), so I/O is picked up under full load.
+//! - **The dispatcher's own OS thread** (`spindle-epoll-<i>`), the safety net: it sleeps, and
+//!   steps in only when no worker polled for a whole interval (1 ms, backing off to 16 ms while
+//!   workers keep polling) — every worker busy in long fibers, blocked, or not started yet, or
+//!   more dispatchers than idle workers. It then polls and hands readers to workers through
+//!   their remote queues (a cross-thread hand-off), until an idle worker asks for the poller
+//!   back (it flags `THREAD_KICKED` and writes the eventfd; the thread releases the dispatcher
+//!   and spawns a no-op fiber so an idle worker wakes and takes it).
+//!
+//! Whatever `fiber_concurrency` and `event_dispatcher_num` are, every dispatcher is polled (by
+//! its thread if by nobody else), and fibers only ever wait for a worker, never for a
+//! dispatcher: a configuration with 2 workers and 4 dispatchers works (test
+//! `tests/dispatcher_starvation.rs`). [`stats`] tells how many events workers handled
+//! themselves and how many went through the threads.
+
 //! # The `nevent` protocol (one reader per fd, no locks)
 //!
 //! On `EPOLLIN`/`EPOLLRDHUP`/`EPOLLHUP`/`EPOLLERR` the dispatcher does
@@ -39,13 +57,14 @@ use crate::socket::{self, SocketId};
 use spindle_runtime::define_flag;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 define_flag!(
     /// Number of epoll loops.
     pub static EVENT_DISPATCHER_NUM: usize = 1,
-    "number of event dispatchers (epoll loops), each on an OS thread of its own; 1..=64",
+    "number of event dispatchers (epoll loops; polled by idle workers, each with an OS thread as a fallback); 1..=64",
     validator = |v| if (1..=64).contains(v) { Ok(()) } else { Err("must be in 1..=64".into()) }
 );
 
@@ -55,42 +74,125 @@ const BASE_EVENTS: u32 = (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLRDHUP) as u
 /// Events per `epoll_wait`.
 const MAX_EVENTS: usize = 64;
 
+/// Epoll data of a dispatcher's wake-up eventfd: an id no socket ever has.
+const WAKE_DATA: u64 = SocketId::INVALID.as_u64();
+
+/// Who may block in a dispatcher's `epoll_wait` (the `owner` word): nobody,
+const FREE: u32 = 0;
+/// an idle worker (parked in the idle hook),
+const WORKER: u32 = 1;
+/// the dispatcher's own thread,
+const THREAD: u32 = 2;
+/// the dispatcher's own thread, asked by an idle worker to hand the poller over.
+const THREAD_KICKED: u32 = 3;
+
+/// The dispatcher thread's first wait before it polls for workers that stopped polling.
+const THREAD_MIN_INTERVAL: Duration = Duration::from_millis(1);
+/// The longest such wait (the back-off while workers keep polling).
+const THREAD_MAX_INTERVAL: Duration = Duration::from_millis(16);
+
 /// One epoll loop.
 #[derive(Debug)]
 struct Dispatcher {
     /// The epoll fd (never closed: dispatchers live as long as the process).
     epfd: RawFd,
+    /// An eventfd in `epfd` (level-triggered, data [`WAKE_DATA`]): writing it interrupts
+    /// whoever polls.
+    wake_fd: RawFd,
+    /// Who polls: `FREE`, `WORKER`, `THREAD` or `THREAD_KICKED`. Only the owner blocks in
+    /// `epoll_wait`, so a write to `wake_fd` reaches the owner and nobody else.
+    owner: AtomicU32,
+    /// Polls by workers so far (the dispatcher thread watches it to know when to step in).
+    worker_polls: AtomicU64,
+    /// Events handled by workers (idle or between fibers).
+    worker_events: AtomicU64,
+    /// Events handled by the dispatcher thread.
+    thread_events: AtomicU64,
+}
+
+/// Counters of the event dispatchers, summed over all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DispatcherStats {
+    /// Times a worker polled (parked in `epoll_wait` when idle, or checked between fibers).
+    pub worker_polls: u64,
+    /// Socket events handled by workers: the reader fiber ran where the event was seen.
+    pub worker_events: u64,
+    /// Socket events handled by the dispatcher threads: the reader was handed to a worker.
+    pub thread_events: u64,
 }
 
 /// All dispatchers, started on first use; `event_dispatcher_num` is frozen then.
 static DISPATCHERS: LazyLock<Vec<Dispatcher>> = LazyLock::new(start_dispatchers);
+
+/// The idle hook the dispatchers give the runtime.
+static IDLE_HOOK: DispatcherHook = DispatcherHook;
 
 fn start_dispatchers() -> Vec<Dispatcher> {
     // Writing to a socket the peer closed must fail with EPIPE, not kill the process.
     // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let n = EVENT_DISPATCHER_NUM.freeze("the event dispatchers");
-    (0..n)
+    let dispatchers: Vec<Dispatcher> = (0..n)
         .map(|i| {
-            // SAFETY: plain syscall, no pointers.
-            let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            // SAFETY: plain syscalls, no pointers.
+            let (epfd, wake_fd) = unsafe {
+                (
+                    libc::epoll_create1(libc::EPOLL_CLOEXEC),
+                    libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC),
+                )
+            };
             assert!(
-                epfd >= 0,
-                "epoll_create1 failed for event dispatcher {i}: {}",
+                epfd >= 0 && wake_fd >= 0,
+                "cannot create the epoll fd or eventfd of event dispatcher {i}: {}",
                 io::Error::last_os_error()
             );
-            std::thread::Builder::new()
-                .name(format!("spindle-epoll-{i}"))
-                .spawn(move || run(epfd))
-                .unwrap_or_else(|e| panic!("cannot start event dispatcher thread {i}: {e}"));
-            Dispatcher { epfd }
+            let mut ev = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: WAKE_DATA,
+            };
+            // SAFETY: both fds are open; `ev` is a live epoll_event that epoll copies.
+            let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, wake_fd, &mut ev) };
+            assert!(
+                rc == 0,
+                "cannot add the eventfd of event dispatcher {i}: {}",
+                io::Error::last_os_error()
+            );
+            Dispatcher {
+                epfd,
+                wake_fd,
+                owner: AtomicU32::new(FREE),
+                worker_polls: AtomicU64::new(0),
+                worker_events: AtomicU64::new(0),
+                thread_events: AtomicU64::new(0),
+            }
         })
-        .collect()
+        .collect();
+    for i in 0..n {
+        std::thread::Builder::new()
+            .name(format!("spindle-epoll-{i}"))
+            .spawn(move || run_thread(&DISPATCHERS[i]))
+            .unwrap_or_else(|e| panic!("cannot start event dispatcher thread {i}: {e}"));
+    }
+    // The threads and the hook reach the dispatchers through DISPATCHERS, which they can only
+    // read once this initializer has returned.
+    spindle_runtime::set_idle_hook(&IDLE_HOOK);
+    dispatchers
 }
 
 /// Number of dispatchers (starting them if needed).
 pub fn dispatcher_count() -> usize {
     DISPATCHERS.len()
+}
+
+/// The dispatchers' counters (starting them if needed).
+pub fn stats() -> DispatcherStats {
+    let mut s = DispatcherStats::default();
+    for d in DISPATCHERS.iter() {
+        s.worker_polls += d.worker_polls.load(Ordering::Relaxed);
+        s.worker_events += d.worker_events.load(Ordering::Relaxed);
+        s.thread_events += d.thread_events.load(Ordering::Relaxed);
+    }
+    s
 }
 
 /// The dispatcher of socket `id` (fixed by its slot).
@@ -134,22 +236,55 @@ pub(crate) fn deregister(fd: RawFd, id: SocketId) {
     let _ = ctl(libc::EPOLL_CTL_DEL, fd, id, 0);
 }
 
-/// One dispatcher loop, on its own OS thread, forever.
-fn run(epfd: RawFd) {
-    let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-    loop {
+type Events = [libc::epoll_event; MAX_EVENTS];
+
+const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
+
+impl Dispatcher {
+    /// One `epoll_wait` (`timeout_ms` -1: until something happens); the number of events.
+    fn wait(&self, events: &mut Events, timeout_ms: i32) -> usize {
         // SAFETY: `events` has room for MAX_EVENTS entries.
-        let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), MAX_EVENTS as i32, -1) };
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd,
+                events.as_mut_ptr(),
+                MAX_EVENTS as i32,
+                timeout_ms,
+            )
+        };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+            if e.kind() != io::ErrorKind::Interrupted {
+                eprintln!("spindle-rpc: epoll_wait failed: {e}");
+                // Do not spin on a persistent failure.
+                std::thread::sleep(THREAD_MIN_INTERVAL);
+            }
+            return 0;
+        }
+        n as usize
+    }
+
+    /// Interrupts the owner's `epoll_wait`.
+    fn kick(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own. A full counter (EAGAIN)
+        // means a wake-up is pending anyway.
+        unsafe { libc::write(self.wake_fd, (&one as *const u64).cast(), 8) };
+    }
+
+    /// Handles what `wait` returned: wake-ups, writable sockets, readable sockets (reader
+    /// fibers start where this runs: on a worker, the fiber runs next on it).
+    fn handle(&self, events: &[libc::epoll_event], by_worker: bool) {
+        let mut sockets = 0;
+        for ev in events {
+            let flags = ev.events;
+            if ev.u64 == WAKE_DATA {
+                let mut count: u64 = 0;
+                // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+                unsafe { libc::read(self.wake_fd, (&mut count as *mut u64).cast(), 8) };
                 continue;
             }
-            eprintln!("spindle-rpc: epoll_wait failed: {e}; event dispatcher stops");
-            return;
-        }
-        for ev in &events[..n as usize] {
-            let flags = ev.events;
+            sockets += 1;
             let id = SocketId::from_u64(ev.u64);
             let input = (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
             let output = (libc::EPOLLOUT | libc::EPOLLHUP | libc::EPOLLERR) as u32;
@@ -161,6 +296,131 @@ fn run(epfd: RawFd) {
             if flags & input != 0 {
                 start_input_event(id);
             }
+        }
+        if sockets > 0 {
+            let counter = if by_worker {
+                &self.worker_events
+            } else {
+                &self.thread_events
+            };
+            counter.fetch_add(sockets, Ordering::Relaxed);
+        }
+    }
+
+    /// An idle worker that took the poller: block until I/O or an unpark, then handle it.
+    fn park_worker(&self, still_idle: &dyn Fn() -> bool) {
+        self.worker_polls.fetch_add(1, Ordering::Relaxed);
+        if !still_idle() {
+            self.owner.store(FREE, Ordering::Release);
+            return;
+        }
+        let mut events: Events = [NO_EVENT; MAX_EVENTS];
+        let n = self.wait(&mut events, -1);
+        // Released before handling: another idle worker may poll while this one runs readers.
+        self.owner.store(FREE, Ordering::Release);
+        self.handle(&events[..n], true);
+    }
+}
+
+/// The dispatcher thread: steps in when no worker polled for a while (every worker busy, or
+/// none started yet), polls until an idle worker asks for the poller back, and hands readers
+/// to workers. Idle workers poll first, so this thread mostly sleeps; it is what makes any
+/// `fiber_concurrency` / `event_dispatcher_num` combination serve (module doc).
+fn run_thread(d: &Dispatcher) {
+    let mut events: Events = [NO_EVENT; MAX_EVENTS];
+    let mut interval = THREAD_MIN_INTERVAL;
+    let mut seen = d.worker_polls.load(Ordering::Relaxed);
+    loop {
+        // Wait while workers poll.
+        loop {
+            std::thread::sleep(interval);
+            let polls = d.worker_polls.load(Ordering::Relaxed);
+            if polls == seen
+                && d.owner
+                    .compare_exchange(FREE, THREAD, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                break;
+            }
+            // Workers polled meanwhile, or one is parked in epoll_wait right now: back off.
+            seen = polls;
+            interval = (interval * 2).min(THREAD_MAX_INTERVAL);
+        }
+        interval = THREAD_MIN_INTERVAL;
+        // Poll until an idle worker kicks.
+        loop {
+            let n = d.wait(&mut events, -1);
+            let kicked = d.owner.load(Ordering::Acquire) == THREAD_KICKED;
+            d.handle(&events[..n], false);
+            if kicked {
+                d.owner.store(FREE, Ordering::Release);
+                // The worker that kicked went to sleep on its futex; a no-op fiber wakes an
+                // idle worker, which then finds the poller free.
+                spindle_runtime::spawn(|| {});
+                seen = d.worker_polls.load(Ordering::Relaxed);
+                break;
+            }
+        }
+    }
+}
+
+/// The runtime's idle hook: idle workers of tag 0 sleep in a dispatcher's `epoll_wait`.
+struct DispatcherHook;
+
+impl spindle_runtime::IdleHook for DispatcherHook {
+    fn park(&self, still_idle: &dyn Fn() -> bool) -> bool {
+        let ds = &*DISPATCHERS;
+        let start = spindle_runtime::current_worker().unwrap_or(0) % ds.len();
+        for k in 0..ds.len() {
+            let d = &ds[(start + k) % ds.len()];
+            if d.owner
+                .compare_exchange(FREE, WORKER, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                d.park_worker(still_idle);
+                return true;
+            }
+        }
+        // Every poller is taken: ask a dispatcher thread to hand its poller over; this worker
+        // sleeps on its futex meanwhile and is woken when the poller is free.
+        for k in 0..ds.len() {
+            let d = &ds[(start + k) % ds.len()];
+            if d.owner
+                .compare_exchange(THREAD, THREAD_KICKED, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                d.kick();
+                break;
+            }
+        }
+        false
+    }
+
+    fn unpark(&self) -> usize {
+        let mut n = 0;
+        for d in DISPATCHERS.iter() {
+            if d.owner.load(Ordering::SeqCst) == WORKER {
+                d.kick();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn poll_now(&self) {
+        for d in DISPATCHERS.iter() {
+            if d.owner.load(Ordering::Relaxed) != FREE
+                || d.owner
+                    .compare_exchange(FREE, WORKER, Ordering::SeqCst, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            d.worker_polls.fetch_add(1, Ordering::Relaxed);
+            let mut events: Events = [NO_EVENT; MAX_EVENTS];
+            let n = d.wait(&mut events, 0);
+            d.owner.store(FREE, Ordering::Release);
+            d.handle(&events[..n], true);
         }
     }
 }

@@ -6,7 +6,10 @@
 //! - `FooServer<T: Foo>`, an adapter implementing [`Service`] (decode, call, encode), which a
 //!   server registers and dispatches to by method index;
 //! - `FooStub<C: ClientChannel>`, a client stub whose methods encode the request, call the
-//!   channel and decode the response.
+//!   channel and decode the response;
+//! - `trait FooAsync` and `FooAsyncServer<T: FooAsync>`: the done-handle flavor, whose methods
+//!   get the request and a [`Done`] handle and may answer later from any fiber or thread
+//!   (brpc's asynchronous service); the adapter overrides [`Service::call_with_done`].
 //!
 //! [`Service`] and [`ClientChannel`] are object-safe so a server keeps `Box<dyn Service>`s and a
 //! stub works over any channel (single server, load-balanced, or an in-process loopback in
@@ -17,6 +20,7 @@ use crate::compress::CompressType;
 use crate::errors::{ErrorCode, RpcError};
 use crate::protocol::MessageBody;
 use spindle_iobuf::IOBuf;
+use std::marker::PhantomData;
 
 /// One rpc of a service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +87,173 @@ pub trait Service: Send + Sync + 'static {
     /// a request that does not decode; other errors come from the method itself.
     fn call(&self, method: usize, ctx: &mut CallContext, request: IOBuf)
         -> Result<IOBuf, RpcError>;
+
+    /// Runs method `method` on `request` and answers through `done` — now or later, from any
+    /// fiber or thread (brpc's `done->Run()`). This is what a server calls. The default runs
+    /// [`Service::call`] and answers at once; done-handle services (generated `FooAsyncServer`
+    /// adapters) override it.
+    fn call_with_done(&self, method: usize, request: IOBuf, mut done: ServiceDone) {
+        let result = self.call(method, done.ctx_mut(), request);
+        done.send(result);
+    }
+}
+
+/// Sends the answer of one request; the server implements it (one per request).
+pub trait Responder: Send {
+    /// Sends `result` (the serialized response, or the error) with `ctx`'s response attachment
+    /// and compression. Called exactly once.
+    fn respond(self: Box<Self>, ctx: CallContext, result: Result<IOBuf, RpcError>);
+}
+
+/// The untyped "done" handle of one request (brpc's `done` closure): the request's
+/// [`CallContext`] plus the way back to the client. Answer with [`ServiceDone::send`], from
+/// any fiber or thread, at any time; dropping it unanswered sends `EINTERNAL` ("response was
+/// never sent"), so a client never waits for an answer that cannot come. Generated code wraps
+/// it in the typed [`Done`].
+pub struct ServiceDone {
+    /// The request's context; its response fields are sent with the answer.
+    ctx: CallContext,
+    /// `None` once answered.
+    responder: Option<Box<dyn Responder>>,
+}
+
+impl std::fmt::Debug for ServiceDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceDone")
+            .field("ctx", &self.ctx)
+            .field("answered", &self.responder.is_none())
+            .finish()
+    }
+}
+
+impl ServiceDone {
+    /// A handle answering through `responder` (for servers and tests).
+    pub fn new(ctx: CallContext, responder: Box<dyn Responder>) -> ServiceDone {
+        ServiceDone {
+            ctx,
+            responder: Some(responder),
+        }
+    }
+
+    /// The request's context (request attachment, log id, ...).
+    pub fn ctx(&self) -> &CallContext {
+        &self.ctx
+    }
+
+    /// The context to fill before answering (response attachment, compression).
+    pub fn ctx_mut(&mut self) -> &mut CallContext {
+        &mut self.ctx
+    }
+
+    /// Sends the answer: the serialized response or an error.
+    pub fn send(mut self, result: Result<IOBuf, RpcError>) {
+        if let Some(r) = self.responder.take() {
+            r.respond(std::mem::take(&mut self.ctx), result);
+        }
+    }
+}
+
+impl Drop for ServiceDone {
+    fn drop(&mut self) {
+        if let Some(r) = self.responder.take() {
+            r.respond(
+                std::mem::take(&mut self.ctx),
+                Err(RpcError::new(
+                    ErrorCode::Internal,
+                    "response was never sent: the handler dropped its done handle",
+                )),
+            );
+        }
+    }
+}
+
+/// The typed "done" handle a done-handle (asynchronous) method gets: keep it, answer later
+/// with [`Done::send`] from any fiber or thread. Dropping it unanswered sends `EINTERNAL`
+/// ("response was never sent").
+pub struct Done<M> {
+    inner: ServiceDone,
+    _response: PhantomData<fn(M)>,
+}
+
+impl<M> std::fmt::Debug for Done<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl<M: MessageBody> Done<M> {
+    /// Wraps an untyped handle (generated code does this).
+    pub fn new(inner: ServiceDone) -> Done<M> {
+        Done {
+            inner,
+            _response: PhantomData,
+        }
+    }
+
+    /// The request's context (request attachment, log id, ...).
+    pub fn ctx(&self) -> &CallContext {
+        self.inner.ctx()
+    }
+
+    /// The context to fill before answering (response attachment, compression).
+    pub fn ctx_mut(&mut self) -> &mut CallContext {
+        self.inner.ctx_mut()
+    }
+
+    /// Sends the response, or an error.
+    pub fn send(self, result: Result<M, RpcError>) {
+        self.inner
+            .send(result.map(|response| encode_message(&response)));
+    }
+}
+
+/// Runs a done-handle method and waits for its answer: the synchronous [`Service::call`] of a
+/// done-handle service. `start` gets a [`ServiceDone`] over a copy of `ctx`; the answer's
+/// context is copied back. Parks the calling fiber (or blocks the thread) until the handle
+/// answers or is dropped.
+pub fn call_blocking(
+    ctx: &mut CallContext,
+    start: impl FnOnce(ServiceDone),
+) -> Result<IOBuf, RpcError> {
+    use spindle_runtime::butex::Butex;
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+
+    type Slot = Mutex<Option<(CallContext, Result<IOBuf, RpcError>)>>;
+    struct Waiter {
+        slot: Slot,
+        ready: Butex,
+    }
+    struct Back(Arc<Waiter>);
+    impl Responder for Back {
+        fn respond(self: Box<Self>, ctx: CallContext, result: Result<IOBuf, RpcError>) {
+            *self.0.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((ctx, result));
+            self.0.ready.value().store(1, Ordering::Release);
+            self.0.ready.wake_all();
+        }
+    }
+    let waiter = Arc::new(Waiter {
+        slot: Mutex::new(None),
+        ready: Butex::new(0),
+    });
+    start(ServiceDone::new(
+        ctx.clone(),
+        Box::new(Back(waiter.clone())),
+    ));
+    while waiter.ready.value().load(Ordering::Acquire) == 0 {
+        let _ = waiter.ready.wait(0, None);
+    }
+    let answer = waiter.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match answer {
+        Some((back, result)) => {
+            *ctx = back;
+            result
+        }
+        None => Err(RpcError::new(
+            ErrorCode::Internal,
+            "response was never sent",
+        )),
+    }
 }
 
 /// What a client stub calls through; the channel implements it.

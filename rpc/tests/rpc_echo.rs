@@ -479,10 +479,22 @@ fn pooled_and_short_connections() {
     }
 }
 
-/// A single-connection channel whose server went away fails fast (naming
-/// `health_check_interval`) and is revived by the health check once the server is back.
+/// A channel whose server went away fails fast (naming `health_check_interval`) and is
+/// revived by the health check once the server is back on the same port — for every
+/// connection type.
 #[test]
 fn health_check_revives_the_connection() {
+    use spindle_rpc::protocol::ConnectionType;
+    for ty in [
+        ConnectionType::Single,
+        ConnectionType::Pooled,
+        ConnectionType::Short,
+    ] {
+        health_check_revives(ty);
+    }
+}
+
+fn health_check_revives(ty: spindle_rpc::protocol::ConnectionType) {
     use spindle_rpc::channel::HEALTH_CHECK_INTERVAL;
     use spindle_rpc::proto::example::EchoServiceServer;
     use spindle_rpc::server::Server;
@@ -493,6 +505,7 @@ fn health_check_revives_the_connection() {
         &server,
         ChannelOptions {
             max_retry: 0,
+            connection_type: Some(ty),
             ..common::opts()
         },
     );
@@ -508,8 +521,8 @@ fn health_check_revives_the_connection() {
             break;
         }
     }
-    let e = fail_fast.expect("calls never failed fast");
-    assert_eq!(e.code, ErrorCode::Other(libc::ECONNREFUSED), "{e}");
+    let e = fail_fast.unwrap_or_else(|| panic!("{ty}: calls never failed fast"));
+    assert_eq!(e.code, ErrorCode::Other(libc::ECONNREFUSED), "{ty}: {e}");
     // The same port again (retry while the old listening fd is being closed).
     let mut server2 = Server::new(ServerOptions::default());
     server2
@@ -528,7 +541,10 @@ fn health_check_revives_the_connection() {
         match echo(&stub, "back") {
             Ok(m) => break assert_eq!(m, "back"),
             Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "not revived: {e}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{ty}: not revived: {e}"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

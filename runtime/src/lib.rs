@@ -47,6 +47,7 @@ pub use scheduler::builder::{
     current_task, current_task_name, flush, sleep, spawn, spawn_no_signal, spawn_urgent, yield_now,
     Builder,
 };
+pub use scheduler::idle_hook::{set_idle_hook, IdleHook};
 pub use scheduler::stats::Stats;
 pub use scheduler::{config, current_tag, current_worker, init, stats, InitError};
 

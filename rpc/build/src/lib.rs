@@ -12,7 +12,10 @@
 //!   `spindle_rpc::service::Service` (decode request → call → encode response), which a server
 //!   registers;
 //! - `struct EchoServiceStub<C: ClientChannel>`: one method per rpc that encodes the request,
-//!   calls the channel and decodes the response.
+//!   calls the channel and decodes the response;
+//! - `trait EchoServiceAsync` + `struct EchoServiceAsyncServer<T>`: the done-handle flavor
+//!   (`fn echo(&self, request: EchoRequest, done: Done<EchoResponse>)`), answering now or later
+//!   from any fiber or thread (see `done_service`).
 //!
 //! Streaming rpcs (`stream` in the .proto) have no baidu_std mapping; a service that declares
 //! one generates a `compile_error!` naming it.
@@ -28,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod descriptors;
+mod done_service;
 
 use prost_build::{Method, Service};
 use std::fmt::Write as _;
@@ -188,25 +192,8 @@ impl prost_build::ServiceGenerator for ServiceGenerator {
         );
 
         // The server-side adapter.
-        let _ = writeln!(
-            buf,
-            "/// Dispatches `{full_name}` requests to an implementation of [`{name}`]."
-        );
-        let _ = writeln!(buf, "pub struct {name}Server<T>(pub T);\n");
-        let _ = writeln!(
-            buf,
-            "impl<T: {name}> {k}::service::Service for {name}Server<T> {{"
-        );
-        let _ = writeln!(
-            buf,
-            "    fn descriptor(&self) -> &'static {k}::service::ServiceDescriptor {{ &{desc} }}"
-        );
-        let _ = writeln!(
-            buf,
-            "    fn call(&self, method: usize, ctx: &mut {k}::service::CallContext, \
-             request: {k}::protocol::IOBuf) \
-             -> ::core::result::Result<{k}::protocol::IOBuf, {k}::errors::RpcError> {{"
-        );
+        let adapter = format!("{name}Server");
+        done_service::adapter_head(k, &full_name, name, &adapter, &desc, buf);
         let _ = writeln!(buf, "        match method {{");
         for (i, m) in service.methods.iter().enumerate() {
             let _ = writeln!(buf, "            {i} => {{");
@@ -231,6 +218,9 @@ impl prost_build::ServiceGenerator for ServiceGenerator {
             "            _ => ::core::result::Result::Err({k}::service::no_such_method(&{desc}, method)),"
         );
         let _ = writeln!(buf, "        }}\n    }}\n}}\n");
+
+        // The done-handle flavor (`FooAsync`, `FooAsyncServer`).
+        done_service::generate(k, &full_name, &desc, &service, buf);
 
         // The client stub.
         let _ = writeln!(
@@ -362,6 +352,10 @@ mod tests {
             "impl<T: EchoService> ::spindle_rpc::service::Service for EchoServiceServer<T>",
             "pub struct EchoServiceStub<C>",
             "let method = &ECHO_SERVICE_DESCRIPTOR.methods[1];",
+            "pub trait EchoServiceAsync:",
+            "fn ping(&self, request: EchoRequest, done: ::spindle_rpc::service::Done<EchoResponse>);",
+            "impl<T: EchoServiceAsync> ::spindle_rpc::service::Service for EchoServiceAsyncServer<T>",
+            "1 => {",
         ] {
             assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
         }

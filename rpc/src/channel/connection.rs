@@ -1,5 +1,5 @@
-//! A channel's connection (connection type "single"): one socket multiplexing every call, and
-//! the table of calls waiting on it.
+//! A channel's connection: one socket (multiplexing every call for connection type "single",
+//! one call at a time for pooled and short), and the table of call attempts waiting on it.
 //!
 //! # Invariants
 //!
@@ -7,8 +7,8 @@
 //!   timeout timer and the connection-failure path all *lock* the id, and whoever locks it
 //!   first completes the call and destroys the id. Every later attempt finds a stale id and
 //!   does nothing: a late or duplicate response is dropped in O(1), a call completes once.
-//! - `pending` holds the ids of calls written on this connection; when the socket fails, each is
-//!   sent `EFAILEDSOCKET` (ids already completed are stale and ignored).
+//! - `pending` holds the ids of call attempts written on this connection; when the socket fails,
+//!   each is sent `EFAILEDSOCKET` (ids already completed are stale and ignored).
 
 use super::call::{complete, CallData};
 use crate::errors::{ErrorCode, RpcError};
@@ -47,10 +47,11 @@ impl ClientConn {
 
 impl ResponseSink for ClientConn {
     fn on_response(&self, response: ClientResponse) {
-        let id = FiberId::<CallData>::from_raw(response.correlation_id as u64);
-        // Stale: the call already completed (timeout, failure, duplicate): drop.
-        if let Ok(guard) = id.lock() {
-            complete(guard, response.result, true);
+        let raw = response.correlation_id as u64;
+        // Stale: the call already completed (timeout, failure, cancel, a faster attempt, a
+        // duplicate): drop.
+        if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
+            complete(guard, response.result, Some(raw), true);
         }
     }
 

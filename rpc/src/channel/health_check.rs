@@ -1,10 +1,11 @@
-//! Health checking of a single-connection channel's server (brpc's `HealthCheckTask`).
+//! Health checking of a channel's server (brpc's `HealthCheckTask`), for every connection type.
 //!
 //! When connecting to the server fails with a connection error, the channel marks the server
 //! unreachable and starts one health-check fiber. While the mark is set, calls fail at once
 //! with the last connect error (no connect storm against a dead server). Every
-//! `health_check_interval` seconds the fiber tries to connect; on success it installs the
-//! connection as the channel's and clears the mark. The fiber holds only a weak reference: it
+//! `health_check_interval` seconds the fiber tries to connect; on success it clears the mark
+//! and puts the connection to use: the channel's connection (single), an idle connection of
+//! the pool (pooled), or closes it (short: the next call connects anew). The fiber holds only a weak reference: it
 //! ends at its next wake-up once the channel is dropped, or when the flag is set to 0.
 //!
 //! Invariant: at most one health-check fiber per channel — it is spawned only by the caller
@@ -13,6 +14,7 @@
 use super::connection;
 use super::ChannelInner;
 use crate::errors::RpcError;
+use crate::protocol::ConnectionType;
 use spindle_runtime::define_flag;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -61,7 +63,15 @@ fn run(weak: Weak<ChannelInner>) {
         let deadline = Instant::now() + Duration::from_millis(ms as u64);
         match connection::connect(inner.server, deadline, ms) {
             Ok((s, cc)) => {
-                *inner.conn.lock() = Some((s.id(), cc));
+                match inner.ty {
+                    ConnectionType::Single => *inner.conn.lock() = Some((s.id(), cc)),
+                    ConnectionType::Pooled => inner
+                        .pool
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((s.id(), cc)),
+                    ConnectionType::Short => super::close(s.id(), "health check done"),
+                }
                 *inner.unreachable.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 return;
             }

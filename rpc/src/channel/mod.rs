@@ -9,20 +9,22 @@
 //! # A call
 //!
 //! 1. The request is serialized once (`Protocol::serialize_request`).
-//! 2. Each attempt gets a fresh [`FiberId`] whose raw value is the correlation id; its data
-//!    (`call::CallData`) holds the completion callback, the timeout timer and the
-//!    connection. The id is listed in the connection's pending table, the timer is scheduled
-//!    at the call's deadline (`timeout_ms`, whole call, across retries), and the framed request
-//!    (`Protocol::pack_request`) is written with the lock-free [`Socket::write`].
-//! 3. Exactly one of: the response (input messenger → `process_response` → lock id), the
-//!    timer (`FiberId::error(ERPCTIMEDOUT)`), the connection's failure (`EFAILEDSOCKET` to
-//!    every pending id) or a write error completes the call and destroys the id; the others
-//!    find it stale. A late or duplicate response is dropped.
-//! 4. Synchronous calls park the calling fiber (or block the calling thread) until then and
-//!    retry — up to `max_retry` times, within the deadline — only on connection errors
-//!    (`EFAILEDSOCKET`, refused/reset connections, connect timeouts); never on a timeout of
-//!    the call or an error the server answered. Asynchronous calls run a callback once, with no
-//!    retry.
+//! 2. The call gets one `FiberId` (a [`CallId`]) with `max_retry + 2` versions; its data
+//!    (`call::CallData`) holds the completion callback, the deadline and backup timers and the
+//!    attempts in flight. Attempt `k` (first try, retry, backup request) is framed
+//!    (`Protocol::pack_request`) with correlation id `id + k`, listed in its connection's
+//!    pending table and written with the lock-free [`Socket::write`].
+//! 3. Whoever locks the id first decides: a response of any attempt (input messenger →
+//!    `process_response`), the deadline timer (`ERPCTIMEDOUT`), [`CallId::cancel`]
+//!    (`ECANCELED`), or the failure of the last attempt in flight (connection failure
+//!    `EFAILEDSOCKET`, connect or write error) that is not retried. The call completes once and
+//!    the id is destroyed; everything later finds it stale (a late, losing or duplicate
+//!    response is dropped). The backup timer adds one attempt while the first is alone in
+//!    flight. Details and invariants: `call.rs`.
+//! 4. Connection errors are retried — up to `max_retry` times, within the deadline, while the
+//!    channel exists — for synchronous and asynchronous calls; never a timeout, a cancel or an
+//!    error the server answered. Synchronous calls park the calling fiber (or block the
+//!    calling thread) until the callback ran; asynchronous ones return a [`CallId`] at once.
 //!
 //! The single connection is made on first use and remade after it failed, under a fiber mutex
 //! (a connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
@@ -32,7 +34,7 @@ mod connection;
 mod health_check;
 mod http_call;
 
-pub use call::CallResult;
+pub use call::{CallId, CallResult};
 pub use health_check::HEALTH_CHECK_INTERVAL;
 
 use crate::errors::{ErrorCode, RpcError};
@@ -40,11 +42,9 @@ use crate::input_messenger::default_registry;
 use crate::protocol::{Authenticator, CallInfo, ConnectionType, MessageBody, Protocol};
 use crate::service::{CallContext, ClientChannel, MethodDescriptor};
 use crate::socket::{self, Socket, SocketHandle, SocketId};
-use call::{complete, on_error, CallData, Done, SyncWaiter};
+use call::{CallPlan, SyncWaiter};
 use connection::ClientConn;
 use spindle_iobuf::IOBuf;
-use spindle_runtime::fiber_id::FiberId;
-use spindle_runtime::timer_thread;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -64,8 +64,12 @@ pub struct ChannelOptions {
     pub connect_timeout_ms: i64,
     /// Extra attempts after a connection error. Default 3.
     pub max_retry: u32,
-    /// Backup request delay in ms (brpc `backup_request_ms`); `None` = off. Not implemented
-    /// yet: a value is refused at `Channel::new`.
+    /// Backup request delay in ms (brpc `backup_request_ms`); `None` = off (the default). When
+    /// a call got no response after this long, the same request is sent once more — on
+    /// another connection for pooled and short, on the same one for single — and whichever
+    /// response comes first completes the call; the other is dropped. The call's deadline is
+    /// unchanged, and a delay not shorter than the timeout sends nothing. Negative values are
+    /// refused at `Channel::new`.
     pub backup_request_ms: Option<i64>,
     /// Credentials sent with every request (baidu_std `authentication_data`).
     pub authenticator: Option<Arc<dyn Authenticator>>,
@@ -109,7 +113,7 @@ struct ChannelInner {
     conn: spindle_runtime::sync::Mutex<Option<(SocketId, Arc<ClientConn>)>>,
     /// Pooled: idle connections (one call in flight per connection).
     pool: Mutex<Vec<(SocketId, Arc<ClientConn>)>>,
-    /// Single: `Some(last connect error)` while the health check runs (`health_check`).
+    /// `Some(last connect error)` while the health check runs (`health_check`).
     unreachable: Mutex<Option<RpcError>>,
 }
 
@@ -133,7 +137,8 @@ impl Drop for ChannelInner {
 }
 
 /// A channel to one server. Cheap to clone (clones share the connection); dropping the last
-/// clone closes the connection (calls in flight then fail with `EFAILEDSOCKET`).
+/// clone closes the connections (calls in flight then fail with `EFAILEDSOCKET`, without
+/// retry).
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<ChannelInner>,
@@ -185,10 +190,10 @@ impl Channel {
             .supported_connection_types()
             .select(options.connection_type, protocol.name())
             .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
-        if let Some(ms) = options.backup_request_ms {
+        if let Some(ms) = options.backup_request_ms.filter(|ms| *ms < 0) {
             return Err(RpcError::new(
                 ErrorCode::Internal,
-                format!("backup_request_ms={ms} is not implemented yet"),
+                format!("backup_request_ms={ms} is negative (None turns backup requests off)"),
             ));
         }
         let addr = protocol
@@ -241,35 +246,36 @@ impl Channel {
     }
 
     /// A connection for one call: the shared one (single), an idle or new one (pooled), a
-    /// new one (short).
-    fn connection(
+    /// new one (short). While the server is marked unreachable (health check, see
+    /// `health_check`), fails at once with the last connect error instead of connecting.
+    pub(crate) fn connection(
         &self,
         deadline: Option<Instant>,
     ) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+        let mut single = None;
         match self.inner.ty {
-            ConnectionType::Single => {}
-            ConnectionType::Short => return self.connect(deadline),
-            ConnectionType::Pooled => {
-                loop {
-                    let idle = self
-                        .inner
-                        .pool
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .pop();
-                    let Some((id, cc)) = idle else { break };
-                    if let Some(s) = socket::address(id) {
-                        return Ok((s, cc));
+            ConnectionType::Single => {
+                let g = self.inner.conn.lock();
+                if let Some((id, cc)) = &*g {
+                    if let Some(s) = socket::address(*id) {
+                        return Ok((s, cc.clone()));
                     }
                 }
-                return self.connect(deadline);
+                single = Some(g);
             }
-        }
-        let mut g = self.inner.conn.lock();
-        if let Some((id, cc)) = &*g {
-            if let Some(s) = socket::address(*id) {
-                return Ok((s, cc.clone()));
-            }
+            ConnectionType::Short => {}
+            ConnectionType::Pooled => loop {
+                let idle = self
+                    .inner
+                    .pool
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop();
+                let Some((id, cc)) = idle else { break };
+                if let Some(s) = socket::address(id) {
+                    return Ok((s, cc));
+                }
+            },
         }
         let marked = self
             .inner
@@ -282,7 +288,9 @@ impl Channel {
         }
         match self.connect(deadline) {
             Ok((s, cc)) => {
-                *g = Some((s.id(), cc.clone()));
+                if let Some(mut g) = single {
+                    *g = Some((s.id(), cc.clone()));
+                }
                 Ok((s, cc))
             }
             Err(e) => {
@@ -294,147 +302,82 @@ impl Channel {
         }
     }
 
-    /// Wraps `done` so a pooled connection goes back to the pool after a success (and is
-    /// closed after a failure, when a late response could still arrive on it), and a short
-    /// connection is closed.
-    fn release_with(&self, socket: SocketId, cc: &Arc<ClientConn>, done: Done) -> Done {
-        match self.inner.ty {
-            ConnectionType::Single => done,
-            ConnectionType::Short => Box::new(move |r| {
-                close(socket, "short connection: call done");
-                done(r)
-            }),
-            ConnectionType::Pooled => {
-                let (weak, cc) = (Arc::downgrade(&self.inner), cc.clone());
-                Box::new(move |r| {
-                    match (&r, weak.upgrade()) {
-                        (Ok(_), Some(inner)) if socket::address(socket).is_some() => inner
-                            .pool
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((socket, cc)),
-                        _ => close(socket, "pooled connection: call failed"),
-                    }
-                    done(r)
-                })
-            }
-        }
-    }
-
-    /// One attempt: `done` runs exactly once.
-    fn issue(&self, call: &CallInfo<'_>, body: &IOBuf, deadline: Option<Instant>, done: Done) {
-        let (s, cc) = match self.connection(deadline) {
-            Ok(c) => c,
-            Err(e) => return done(Err(e)),
-        };
-        let done = self.release_with(s.id(), &cc, done);
-        let id = FiberId::create_with_on_error(
-            CallData {
-                done: Some(done),
-                timer: None,
-                conn: Some(cc.clone()),
-            },
-            1,
-            on_error,
-        );
-        let raw = id.as_raw();
-        cc.add(raw);
-        if let Some(d) = deadline {
-            let Ok(mut g) = id.lock() else {
-                return; // completed already (the connection failed meanwhile)
-            };
-            g.timer = Some(timer_thread::schedule(d, move || {
-                let _ = id.error(ErrorCode::RpcTimedOut.code());
-            }));
-        }
-        let fail = |e: RpcError| {
-            if let Ok(g) = id.lock() {
-                complete(g, Err(e), true);
-            }
-        };
-        let mut out = IOBuf::new();
-        let auth = self.inner.options.authenticator.as_deref();
-        if let Err(e) = self
-            .inner
-            .protocol
-            .pack_request(&mut out, raw as i64, body, call, auth)
-        {
-            return fail(e);
-        }
-        if let Err(e) = Socket::write(&s, out) {
-            fail(e);
-        }
-    }
-
-    fn call_info<'a>(method: &'a MethodDescriptor, ctx: &'a CallContext) -> CallInfo<'a> {
-        CallInfo {
+    /// The call plan of `method` with `ctx`: the request serialized once.
+    fn plan(
+        &self,
+        method: &MethodDescriptor,
+        ctx: &CallContext,
+        request: &dyn MessageBody,
+    ) -> Result<CallPlan, RpcError> {
+        let timeout_ms = self.timeout_ms(ctx);
+        let deadline = Self::deadline(timeout_ms);
+        let call = CallInfo {
             service: method.service,
             method: method.name,
             compress_type: ctx.request_compress_type,
             attachment: &ctx.request_attachment,
             log_id: ctx.log_id,
+            timeout_ms: deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32),
             ..CallInfo::default()
-        }
+        };
+        let mut body = IOBuf::new();
+        self.inner
+            .protocol
+            .serialize_request(&mut body, request, &call)?;
+        Ok(CallPlan {
+            channel: Arc::downgrade(&self.inner),
+            service: method.service,
+            method: method.name,
+            compress_type: ctx.request_compress_type,
+            attachment: ctx.request_attachment.clone(),
+            log_id: ctx.log_id,
+            timeout_ms: call.timeout_ms,
+            body,
+            deadline,
+            max_retry: self.inner.options.max_retry,
+        })
     }
 
     /// Calls `method` synchronously: parks the calling fiber (or blocks the thread) until the
     /// response, the deadline (`ERPCTIMEDOUT`; `ctx.timeout_ms` overrides the channel's) or a
-    /// final error. Retries connection errors as
-    /// the module doc says.
+    /// final error. Retries connection errors and sends a backup request as the module doc
+    /// says.
     pub fn call_method(
         &self,
         method: &MethodDescriptor,
         ctx: &CallContext,
         request: &dyn MessageBody,
     ) -> CallResult {
-        let timeout_ms = self.timeout_ms(ctx);
-        let deadline = Self::deadline(timeout_ms);
-        let mut call = Self::call_info(method, ctx);
-        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
-        let mut body = IOBuf::new();
-        self.inner
-            .protocol
-            .serialize_request(&mut body, request, &call)?;
-        let mut attempt = 0;
-        loop {
-            let waiter = Arc::new(SyncWaiter::default());
-            let w = waiter.clone();
-            self.issue(&call, &body, deadline, Box::new(move |r| w.set(r)));
-            match waiter.wait() {
-                Err(e)
-                    if retriable(&e)
-                        && attempt < self.inner.options.max_retry
-                        && deadline.is_none_or(|d| Instant::now() < d) =>
-                {
-                    attempt += 1;
-                }
-                r => return r,
-            }
-        }
+        let plan = self.plan(method, ctx, request)?;
+        let waiter = Arc::new(SyncWaiter::default());
+        let w = waiter.clone();
+        call::start(
+            plan,
+            self.inner.options.backup_request_ms,
+            Box::new(move |r| w.set(r)),
+        );
+        waiter.wait()
     }
 
-    /// Calls `method` asynchronously: returns at once; `done` runs exactly once with the
-    /// outcome (in a fiber, or on the caller if the call fails before it is sent). No retry.
+    /// Calls `method` asynchronously: returns a [`CallId`] at once (after connecting, if the
+    /// connection is new); `done` runs exactly once with the outcome — in a fiber, or on the
+    /// caller if the call fails before it is sent or is cancelled. Retries and backup requests
+    /// work as for [`Channel::call_method`]. The handle cancels the call
+    /// ([`CallId::cancel`]) or waits for it ([`CallId::join`]).
     pub fn call_method_async(
         &self,
         method: &MethodDescriptor,
         ctx: &CallContext,
         request: &dyn MessageBody,
         done: impl FnOnce(CallResult) + Send + 'static,
-    ) {
-        let timeout_ms = self.timeout_ms(ctx);
-        let deadline = Self::deadline(timeout_ms);
-        let mut call = Self::call_info(method, ctx);
-        call.timeout_ms = deadline.map(|_| timeout_ms.min(i32::MAX as i64) as i32);
-        let mut body = IOBuf::new();
-        if let Err(e) = self
-            .inner
-            .protocol
-            .serialize_request(&mut body, request, &call)
-        {
-            return done(Err(e));
+    ) -> CallId {
+        match self.plan(method, ctx, request) {
+            Ok(plan) => call::start(plan, self.inner.options.backup_request_ms, Box::new(done)),
+            Err(e) => {
+                done(Err(e));
+                CallId::ended()
+            }
         }
-        self.issue(&call, &body, deadline, Box::new(done));
     }
 }
 

@@ -16,11 +16,13 @@
 //! They are counted as requests in flight, so `join` waits for them, and answered 503 once the
 //! server is stopping.
 
-use super::{Inflight, Server, ServerInner};
+use super::{Server, ServerInner};
+use crate::compress::CompressType;
 use crate::errors::{ErrorCode, RpcError};
 use crate::policy::http::pb::{self, BodyFormat};
 use crate::policy::http::{HttpDispatch, HttpRequest, HttpResponse};
 use crate::protocol::{IOBuf, ServerRequest};
+use spindle_runtime::butex::Butex;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -269,22 +271,58 @@ impl ServerInner {
     }
 }
 
+/// Releases one `inflight` unit when dropped.
+struct Counted<'a>(&'a ServerInner);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.request_done();
+    }
+}
+
+/// A method's answer: body, attachment and compression, or the error.
+type MethodResult = Result<(IOBuf, IOBuf, CompressType), RpcError>;
+
+/// Where the fiber running an HTTP request waits for its method's answer (which may come
+/// from another fiber: done handles).
+#[derive(Default)]
+struct Answer {
+    result: std::sync::Mutex<Option<MethodResult>>,
+    /// 0 until the result is stored.
+    ready: Butex,
+}
+
 /// The seam with the server's request path: the two things HTTP needs from it.
 impl ServerInner {
     /// Counts one request in flight until the guard drops (`join` waits for it).
-    fn count_request(&self) -> Inflight<'_> {
+    fn count_request(&self) -> Counted<'_> {
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        Inflight(self)
+        Counted(self)
     }
 
-    /// Runs a protobuf method on a decoded request in this fiber, with the server's checks
-    /// (state, `max_concurrency`, names), and returns the response body, attachment and
-    /// compression (the caller counted the request).
-    fn call_method_now(
-        &self,
-        request: ServerRequest,
-    ) -> Result<(IOBuf, IOBuf, crate::compress::CompressType), RpcError> {
-        self.run(request)
+    /// Runs a protobuf method on a decoded request with the server's checks (state,
+    /// `max_concurrency`, names) and waits (parking the fiber) for its answer: the response
+    /// body, attachment and compression (the caller counted the request).
+    fn call_method_now(&self, request: ServerRequest) -> MethodResult {
+        let answer = Arc::new(Answer::default());
+        let a = answer.clone();
+        self.dispatch_with(
+            request,
+            Some(Box::new(move |r| {
+                *a.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+                a.ready.value().store(1, Ordering::Release);
+                a.ready.wake_all();
+            })),
+        )?;
+        while answer.ready.value().load(Ordering::Acquire) == 0 {
+            let _ = answer.ready.wait(0, None);
+        }
+        let result = answer
+            .result
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        result.unwrap_or_else(|| Err(RpcError::new(ErrorCode::Internal, "method lost its answer")))
     }
 }
 

@@ -15,9 +15,16 @@
 //! - `stop` closes the listening socket (no new connections) and makes new requests fail with
 //!   `ELOGOFF`; `join` waits for in-flight requests, then closes every connection.
 //!
+//! - A dispatched request is answered through a [`ServiceDone`] handle that owns the request's
+//!   counts (`inflight`, the server's and the method's concurrency, see `done`). Synchronous
+//!   handlers answer before they return; a done-handle handler may keep the handle and answer
+//!   later from any fiber or thread, and a handle dropped unanswered sends `EINTERNAL`. `join`
+//!   waits for every handle.
+//!
 //! Handlers run in fibers and may block (fiber primitives, nested synchronous calls).
 
 mod acceptor;
+mod done;
 mod http_handlers;
 
 pub use http_handlers::HttpHandler;
@@ -27,14 +34,15 @@ use crate::errors::{ErrorCode, RpcError};
 use crate::input_messenger::{default_registry, InputMessenger, MessageSink};
 use crate::policy::baidu_std::{BaiduStd, ResponseFrame};
 use crate::protocol::{Authenticator, InputMessage, Protocol, RequestSink, ServerRequest};
-use crate::service::{CallContext, Service};
+use crate::service::{CallContext, Service, ServiceDone};
 use crate::socket::{self, sockaddr, Socket, SocketId};
+use done::ServerResponder;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Options of a [`Server`] (brpc's `ServerOptions`, the part implemented so far).
@@ -75,7 +83,7 @@ struct MethodEntry {
 }
 
 /// A registered service.
-struct ServiceEntry {
+pub(crate) struct ServiceEntry {
     service: Box<dyn Service>,
     /// By method index.
     methods: Vec<MethodEntry>,
@@ -83,6 +91,8 @@ struct ServiceEntry {
 
 /// State shared by the server handle, its acceptor and its connections.
 pub(crate) struct ServerInner {
+    /// This server itself (for the `Arc` a request's done handle keeps).
+    me: Weak<ServerInner>,
     options: ServerOptions,
     /// Services by full name.
     services: RwLock<HashMap<String, Arc<ServiceEntry>>>,
@@ -90,6 +100,8 @@ pub(crate) struct ServerInner {
     state: AtomicU8,
     /// Requests counted and not yet answered (module doc).
     inflight: AtomicUsize,
+    /// Requests dispatched to a method and not yet answered (`max_concurrency`).
+    concurrency: AtomicUsize,
     /// Bumped when `inflight` drops to 0 while stopping; `join` waits on it.
     idle: Butex,
     /// The listening socket.
@@ -122,11 +134,13 @@ impl Server {
     /// A server with `options`, serving nothing yet.
     pub fn new(options: ServerOptions) -> Server {
         Server {
-            inner: Arc::new(ServerInner {
+            inner: Arc::new_cyclic(|me| ServerInner {
+                me: me.clone(),
                 options,
                 services: RwLock::new(HashMap::new()),
                 state: AtomicU8::new(READY),
                 inflight: AtomicUsize::new(0),
+                concurrency: AtomicUsize::new(0),
                 idle: Butex::new(0),
                 listener: Mutex::new(None),
                 connections: Mutex::new(HashSet::new()),
@@ -333,29 +347,16 @@ mod quit {
     }
 }
 
-/// Decrements `inflight` when a request is answered.
-struct Inflight<'a>(&'a ServerInner);
-
-impl Drop for Inflight<'_> {
-    fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1
-            && self.0.state.load(Ordering::Acquire) != RUNNING
+impl ServerInner {
+    /// A request counted in `inflight` was answered.
+    fn request_done(&self) {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.state.load(Ordering::Acquire) != RUNNING
         {
-            self.0.wake_idle();
+            self.wake_idle();
         }
     }
-}
 
-/// Decrements a concurrency counter on drop.
-struct Slot<'a>(&'a AtomicUsize);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ServerInner {
     fn wake_idle(&self) {
         self.idle.value().fetch_add(1, Ordering::Release);
         self.idle.wake_all();
@@ -382,7 +383,7 @@ impl ServerInner {
 
     /// Frames and writes a response (or an error) back to `socket_id`; dropped silently if the
     /// connection is gone.
-    fn respond(
+    pub(crate) fn respond(
         &self,
         socket_id: SocketId,
         correlation_id: i64,
@@ -426,19 +427,27 @@ impl ServerInner {
         }
     }
 
-    /// Runs one request: limits, lookup, the method, the response body.
-    fn run(&self, req: ServerRequest) -> Result<(IOBuf, IOBuf, compress::CompressType), RpcError> {
+    /// Dispatches one request (counted in `inflight` by the caller): checks the state,
+    /// the limits and the names, then hands the method a done handle owning the request's
+    /// counts. `Err` = answer this error now (the caller still owns the `inflight` unit).
+    fn dispatch(&self, req: ServerRequest) -> Result<(), RpcError> {
+        self.dispatch_with(req, None)
+    }
+
+    /// [`ServerInner::dispatch`], answering through `reply` when given (HTTP) instead of a
+    /// baidu_std frame.
+    fn dispatch_with(
+        &self,
+        req: ServerRequest,
+        reply: Option<done::Reply>,
+    ) -> Result<(), RpcError> {
         if !self.is_running() {
             return Err(RpcError::new(ErrorCode::LogOff, "the server is stopping"));
         }
-        let max = self.options.max_concurrency;
-        let inflight = self.inflight.load(Ordering::Acquire);
-        if max > 0 && inflight > max {
-            return Err(RpcError::new(
-                ErrorCode::Limit,
-                format!("{inflight} requests in flight exceed the server's max_concurrency={max}"),
-            ));
-        }
+        let server = self
+            .me
+            .upgrade()
+            .ok_or_else(|| RpcError::new(ErrorCode::LogOff, "the server is gone"))?;
         let entry = self
             .services
             .read()
@@ -458,44 +467,61 @@ impl ServerInner {
                 format!("service {} has no method \"{}\"", d.full_name, req.method),
             )
         })?;
+        let now = self.concurrency.fetch_add(1, Ordering::AcqRel) + 1;
         let me = &entry.methods[method.index];
-        let now = me.current.fetch_add(1, Ordering::AcqRel) + 1;
-        let _slot = Slot(&me.current);
-        if me.max > 0 && now > me.max {
-            return Err(RpcError::new(
-                ErrorCode::Limit,
-                format!(
-                    "{now} requests of {}.{} in flight exceed its max_concurrency={}",
-                    d.full_name, method.name, me.max
-                ),
-            ));
-        }
-        let mut ctx = CallContext {
+        let now_method = me.current.fetch_add(1, Ordering::AcqRel) + 1;
+        // From here on the responder owns the three counts (`inflight` included).
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let responder = Box::new(ServerResponder {
+            server,
+            entry: entry.clone(),
+            method: method.index,
+            socket_id: req.socket_id,
+            correlation_id: req.correlation_id,
+            holds_slots: true,
+            reply,
+        });
+        let ctx = CallContext {
             log_id: req.log_id,
             request_attachment: req.attachment,
             response_compress_type: req.compress_type,
             request_compress_type: req.compress_type,
             ..CallContext::default()
         };
-        let plain = entry.service.call(method.index, &mut ctx, req.payload)?;
-        let mut body = IOBuf::new();
-        compress::compress_iobuf(ctx.response_compress_type, &plain, &mut body).map_err(|e| {
-            RpcError::new(
-                ErrorCode::Internal,
-                format!("cannot compress the response of {}: {e}", method.name),
-            )
-        })?;
-        Ok((body, ctx.response_attachment, ctx.response_compress_type))
+        let done = ServiceDone::new(ctx, responder);
+        let max = self.options.max_concurrency;
+        if max > 0 && now > max {
+            done.send(Err(RpcError::new(
+                ErrorCode::Limit,
+                format!("{now} requests in flight exceed the server's max_concurrency={max}"),
+            )));
+        } else if me.max > 0 && now_method > me.max {
+            done.send(Err(RpcError::new(
+                ErrorCode::Limit,
+                format!(
+                    "{now_method} requests of {}.{} in flight exceed its max_concurrency={}",
+                    d.full_name, method.name, me.max
+                ),
+            )));
+        } else {
+            entry
+                .service
+                .call_with_done(method.index, req.payload, done);
+        }
+        Ok(())
     }
 }
 
 impl RequestSink for ServerInner {
     fn on_request(&self, request: ServerRequest) {
+        // Counted before the state is checked (module doc); the done handle of a dispatched
+        // request holds a count of its own.
         self.inflight.fetch_add(1, Ordering::AcqRel);
-        let _inflight = Inflight(self);
         let (socket_id, correlation_id) = (request.socket_id, request.correlation_id);
-        let result = self.run(request);
-        self.respond(socket_id, correlation_id, result);
+        if let Err(e) = self.dispatch(request) {
+            self.respond(socket_id, correlation_id, Err(e));
+        }
+        self.request_done();
     }
 
     fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError) {

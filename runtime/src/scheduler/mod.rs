@@ -7,12 +7,14 @@
 //! - `builder.rs`: spawning (`spawn`, `spawn_urgent`, `Builder`, `flush`) and the fiber calls
 //!   (`yield_now`, `sleep`, `current_task`).
 //! - `stats.rs`: counters.
+//! - `idle_hook.rs`: lets an I/O layer's poller host idle workers (the RPC dispatchers).
 //!
 //! The global runtime starts on first use with [`crate::config::Config::load`], or explicitly
 //! with [`init`]; it runs until the process exits.
 
 pub(crate) mod builder;
 pub(crate) mod futex;
+pub(crate) mod idle_hook;
 pub(crate) mod parking_lot;
 pub(crate) mod remote_task_queue;
 pub(crate) mod stats;

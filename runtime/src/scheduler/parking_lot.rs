@@ -58,10 +58,41 @@ impl ParkingLot {
     pub(crate) fn signal(&self, n: u32) -> usize {
         let prev = self.futex.word.fetch_add(ONE_SIGNAL, Ordering::AcqRel);
         if prev & SLEEPER_MASK != 0 {
-            self.futex.wake(n)
+            let woken = self.futex.wake(n);
+            #[cfg(not(loom))]
+            if woken < n as usize {
+                // Some sleepers may be parked in the idle hook's poller (idle_hook.rs).
+                if let Some(hook) = super::idle_hook::hook() {
+                    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                    return woken + hook.unpark();
+                }
+            }
+            woken
         } else {
             0
         }
+    }
+
+    /// Parks in the idle hook instead of the futex (see `idle_hook.rs`): registers as a
+    /// sleeper, so signals see this worker, and lets `hook` block unless a signal arrived since
+    /// `st` was read. Returns `false` when the hook declined (the caller then calls
+    /// [`ParkingLot::wait`]), `true` otherwise (the caller looks for work again).
+    #[cfg(not(loom))]
+    pub(crate) fn park_in_hook(&self, st: State, hook: &dyn super::idle_hook::IdleHook) -> bool {
+        let cur = self.futex.word.fetch_add(1, Ordering::AcqRel) + 1;
+        let parked = if cur & !SLEEPER_MASK == st.0 {
+            let still_idle = || {
+                // Pairs with the fence in `signal`: the hook published its ownership of the
+                // poller before this, the signaller its counter bump before reading that.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+                self.futex.word.load(Ordering::Acquire) & !SLEEPER_MASK == st.0
+            };
+            hook.park(&still_idle)
+        } else {
+            true
+        };
+        self.futex.word.fetch_sub(1, Ordering::AcqRel);
+        parked
     }
 
     /// Sleeps unless a signal arrived since `st` was read. May return spuriously.

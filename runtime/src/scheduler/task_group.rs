@@ -263,6 +263,13 @@ impl TaskGroup {
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % REMOTE_CHECK_INTERVAL == 0 {
+            #[cfg(not(loom))]
+            if self.tag == 0 {
+                if let Some(hook) = super::idle_hook::hook() {
+                    // Ready I/O must not wait for a worker to go idle (idle_hook.rs).
+                    hook.poll_now();
+                }
+            }
             if let Some(t) = self.shared().remote.pop() {
                 return Some(t);
             }
@@ -369,6 +376,14 @@ impl TaskGroup {
                 return t;
             }
             bump(&self.shared().stats.parks);
+            #[cfg(not(loom))]
+            if self.tag == 0 {
+                if let Some(hook) = super::idle_hook::hook() {
+                    if lot.park_in_hook(st, hook) {
+                        continue;
+                    }
+                }
+            }
             lot.wait(st);
         }
     }
