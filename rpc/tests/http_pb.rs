@@ -353,3 +353,43 @@ fn client_follows_connection_close() {
     assert_eq!(r.body_text(), "body until close");
     server.join().unwrap();
 }
+
+/// A done-handle method answering later, from another fiber or thread, answers over HTTP too.
+#[test]
+fn done_handle_methods_answer_over_http() {
+    use spindle_rpc::proto::example::{EchoServiceAsync, EchoServiceAsyncServer};
+    use spindle_rpc::service::Done;
+    struct Later;
+    impl EchoServiceAsync for Later {
+        fn echo(&self, request: EchoRequest, done: Done<EchoResponse>) {
+            let on_thread = request.message == "thread";
+            let reply = move || {
+                done.send(Ok(EchoResponse {
+                    message: request.message,
+                }))
+            };
+            if on_thread {
+                std::thread::spawn(reply);
+            } else {
+                spindle_runtime::spawn(move || {
+                    spindle_runtime::sleep(std::time::Duration::from_millis(10));
+                    reply();
+                });
+            }
+        }
+    }
+    let mut server = spindle_rpc::server::Server::new(Default::default());
+    server.add_service(EchoServiceAsyncServer(Later)).unwrap();
+    server.start("127.0.0.1:0").unwrap();
+    let mut c = Conn::new(server.local_addr().unwrap());
+    for m in ["fiber", "thread"] {
+        let r = post(
+            &mut c,
+            "/example.EchoService/Echo",
+            "application/json",
+            format!("{{\"message\":\"{m}\"}}").as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), format!("{{\"message\":\"{m}\"}}"));
+    }
+}
