@@ -37,7 +37,15 @@ pub(crate) struct ServerResponder {
     pub(super) correlation_id: i64,
     /// Whether the concurrency slots are still held.
     pub(super) holds_slots: bool,
+    /// Where the answer goes instead of a baidu_std frame to `socket_id` (HTTP: back to the
+    /// fiber that writes the HTTP response).
+    pub(super) reply: Option<Reply>,
 }
+
+/// A response path other than baidu_std's: receives the compressed body, the attachment and
+/// the compression, or the error.
+pub(crate) type Reply =
+    Box<dyn FnOnce(Result<(IOBuf, IOBuf, compress::CompressType), RpcError>) + Send>;
 
 impl ServerResponder {
     /// Releases the server's and the method's concurrency slots (once).
@@ -70,8 +78,12 @@ impl Responder for ServerResponder {
             Ok((body, ctx.response_attachment, ctx.response_compress_type))
         });
         self.release_slots();
-        self.server
-            .respond(self.socket_id, self.correlation_id, result);
+        match self.reply.take() {
+            Some(reply) => reply(result),
+            None => self
+                .server
+                .respond(self.socket_id, self.correlation_id, result),
+        }
         // Dropping `self` now releases the request's `inflight` unit.
     }
 }

@@ -25,6 +25,9 @@
 
 mod acceptor;
 mod done;
+mod http_handlers;
+
+pub use http_handlers::HttpHandler;
 
 use crate::compress;
 use crate::errors::{ErrorCode, RpcError};
@@ -107,6 +110,8 @@ pub(crate) struct ServerInner {
     connections: Mutex<HashSet<SocketId>>,
     /// Whether `join` already closed everything.
     joined: AtomicBool,
+    /// Plain HTTP handlers (`http_handlers`).
+    http_routes: http_handlers::SharedRoutes,
 }
 
 /// An RPC server. Dropping a started server stops and joins it.
@@ -140,6 +145,7 @@ impl Server {
                 listener: Mutex::new(None),
                 connections: Mutex::new(HashSet::new()),
                 joined: AtomicBool::new(false),
+                http_routes: Default::default(),
             }),
             local_addr: None,
         }
@@ -425,6 +431,16 @@ impl ServerInner {
     /// the limits and the names, then hands the method a done handle owning the request's
     /// counts. `Err` = answer this error now (the caller still owns the `inflight` unit).
     fn dispatch(&self, req: ServerRequest) -> Result<(), RpcError> {
+        self.dispatch_with(req, None)
+    }
+
+    /// [`ServerInner::dispatch`], answering through `reply` when given (HTTP) instead of a
+    /// baidu_std frame.
+    fn dispatch_with(
+        &self,
+        req: ServerRequest,
+        reply: Option<done::Reply>,
+    ) -> Result<(), RpcError> {
         if !self.is_running() {
             return Err(RpcError::new(ErrorCode::LogOff, "the server is stopping"));
         }
@@ -463,6 +479,7 @@ impl ServerInner {
             socket_id: req.socket_id,
             correlation_id: req.correlation_id,
             holds_slots: true,
+            reply,
         });
         let ctx = CallContext {
             log_id: req.log_id,
@@ -509,6 +526,10 @@ impl RequestSink for ServerInner {
 
     fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError) {
         self.respond(socket_id, correlation_id, Err(error));
+    }
+
+    fn http_dispatch(&self) -> Option<&dyn crate::policy::http::HttpDispatch> {
+        Some(self)
     }
 }
 
