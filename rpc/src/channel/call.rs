@@ -358,7 +358,10 @@ fn release(inner: &Arc<ChannelInner>, sid: SocketId, cc: &Arc<ClientConn>, reusa
         ConnectionType::Single => {}
         ConnectionType::Short => super::close(sid, "short connection: call done"),
         ConnectionType::Pooled => {
-            if reusable && socket::address(sid).is_some() {
+            if reusable
+                && !cc.retired.load(std::sync::atomic::Ordering::Acquire)
+                && socket::address(sid).is_some()
+            {
                 inner
                     .pool
                     .lock()

@@ -19,6 +19,7 @@ use spindle_runtime::fiber_id::FiberId;
 use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,6 +28,8 @@ use std::time::Instant;
 pub(crate) struct ClientConn {
     /// Raw ids of calls written and not yet completed.
     pub(crate) pending: Mutex<HashSet<u64>>,
+    /// The server closes the connection after the current response: never reuse it.
+    pub(crate) retired: AtomicBool,
 }
 
 impl ClientConn {
@@ -53,6 +56,10 @@ impl ResponseSink for ClientConn {
         if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
             complete(guard, response.result, Some(raw), true);
         }
+    }
+
+    fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
     }
 
     fn pending_correlation_id(&self) -> Option<i64> {

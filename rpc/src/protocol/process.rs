@@ -95,4 +95,10 @@ pub trait ResponseSink: Send + Sync {
     fn pending_correlation_id(&self) -> Option<i64> {
         None
     }
+
+    /// The server closes this connection after the response being processed (HTTP's
+    /// `Connection: close`): it must not carry another call. Called before
+    /// [`ResponseSink::on_response`], so the connection is never handed to a new call between
+    /// the response and the close.
+    fn retire(&self) {}
 }

@@ -402,14 +402,19 @@ impl Protocol for Http {
                 })
             }
         };
+        if close {
+            // Before the call completes: its pooled connection must not go back to the pool,
+            // where the next call could take it before the close below.
+            client.retire();
+        }
         client.on_response(ClientResponse {
             socket_id: msg.socket_id,
             correlation_id,
             result,
         });
         if close {
-            // The call is complete (a pooled connection went back to its pool): fail the
-            // connection now, so no later call is written to a connection the server closes.
+            // The call is complete: fail the connection now, so that it is closed on our side
+            // too (the server closes it after this response).
             if let Some(s) = socket::address(msg.socket_id) {
                 crate::socket::Socket::set_failed(
                     &s,
