@@ -32,20 +32,25 @@ fn main() {
         fail(&format!("failed to compile the baidu_std meta: {e}"));
     }
 
+    let Some(out) = std::env::var_os("OUT_DIR") else {
+        fail("OUT_DIR is not set");
+    };
     let mut config = prost_build::Config::new();
     config.protoc_executable(&protoc);
-    config.service_generator(Box::new(
+    // The echo descriptor embeds its file descriptor set (JSON over HTTP needs it).
+    let set = spindle_rpc_build::descriptors::descriptor_set_path(out.as_ref(), &echo);
+    let generator = spindle_rpc_build::descriptors::emit_descriptor_set(
+        &mut config,
         spindle_rpc_build::ServiceGenerator::with_crate_path("crate"),
-    ));
+        &set,
+    );
+    config.service_generator(Box::new(generator));
     if let Err(e) = config.compile_protos(&echo, &["proto"]) {
         fail(&format!("failed to compile echo.proto: {e}"));
     }
 
     // The same service as an external crate generates it (paths `::spindle_rpc::...`), for the
     // code-generation integration test.
-    let Some(out) = std::env::var_os("OUT_DIR") else {
-        fail("OUT_DIR is not set");
-    };
     let external = std::path::Path::new(&out).join("external");
     if let Err(e) = std::fs::create_dir_all(&external) {
         fail(&format!("cannot create {}: {e}", external.display()));

@@ -48,12 +48,14 @@ pub fn read_size(avg: usize) -> usize {
     avg.saturating_mul(16).clamp(MIN_READ_SIZE, MAX_READ_SIZE)
 }
 
-/// The protocols Spindle servers and channels speak (baidu_std so far).
+/// The protocols Spindle servers and channels speak: baidu_std and HTTP.
 pub fn default_registry() -> &'static Arc<ProtocolRegistry> {
     static REGISTRY: LazyLock<Arc<ProtocolRegistry>> = LazyLock::new(|| {
         let mut r = ProtocolRegistry::new();
         r.register(Arc::new(BaiduStd))
             .expect("an empty registry accepts baidu_std");
+        r.register(Arc::new(crate::policy::http::Http))
+            .expect("http is registered once");
         Arc::new(r)
     });
     &REGISTRY

@@ -42,6 +42,10 @@ pub struct ServiceDescriptor {
     pub name: &'static str,
     /// Methods in declaration order (`methods[i].index == i`).
     pub methods: &'static [MethodDescriptor],
+    /// The serialized `FileDescriptorSet` of the .proto files that define the service (imports
+    /// included), when the build step embedded it (`spindle_rpc_build::descriptors`): lets a
+    /// server find the message descriptors of its methods (JSON over HTTP).
+    pub descriptor_set: Option<&'static [u8]>,
 }
 
 impl ServiceDescriptor {

@@ -27,6 +27,8 @@
 
 #![warn(missing_docs)]
 
+pub mod descriptors;
+
 use prost_build::{Method, Service};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,12 +38,15 @@ use std::path::{Path, PathBuf};
 pub struct ServiceGenerator {
     /// Path of the spindle-rpc crate in generated code (`::spindle_rpc`, or `crate` inside it).
     crate_path: String,
+    /// Expression of the `descriptor_set` field of generated descriptors ([`descriptors`]).
+    descriptor_set: Option<String>,
 }
 
 impl Default for ServiceGenerator {
     fn default() -> Self {
         ServiceGenerator {
             crate_path: "::spindle_rpc".to_owned(),
+            descriptor_set: None,
         }
     }
 }
@@ -56,7 +61,15 @@ impl ServiceGenerator {
     pub fn with_crate_path(path: impl Into<String>) -> ServiceGenerator {
         ServiceGenerator {
             crate_path: path.into(),
+            descriptor_set: None,
         }
+    }
+
+    /// Generated descriptors embed a file descriptor set with `expr` (an expression of type
+    /// `Option<&'static [u8]>`; see [`descriptors::emit_descriptor_set`]).
+    pub fn with_descriptor_set(mut self, expr: String) -> ServiceGenerator {
+        self.descriptor_set = Some(expr);
+        self
     }
 }
 
@@ -165,7 +178,14 @@ impl prost_build::ServiceGenerator for ServiceGenerator {
                 proto_type_name(&m.output_proto_type)
             );
         }
-        let _ = writeln!(buf, "    ],\n}};\n");
+        let _ = writeln!(buf, "    ],");
+        let _ = writeln!(
+            buf,
+            "    descriptor_set: {},\n}};\n",
+            self.descriptor_set
+                .as_deref()
+                .unwrap_or("::core::option::Option::None")
+        );
 
         // The server-side adapter.
         let _ = writeln!(
@@ -275,12 +295,12 @@ pub fn configure() -> Result<prost_build::Config, String> {
 }
 
 /// Compiles `protos` (searching `includes` for imports) into `$OUT_DIR/<package>.rs`, messages
-/// and services both.
+/// and services both; service descriptors embed the files' descriptor set ([`descriptors`]).
 pub fn compile_protos(
     protos: &[impl AsRef<Path>],
     includes: &[impl AsRef<Path>],
 ) -> std::io::Result<()> {
-    configure()
+    descriptors::configure_with_descriptors(protos)
         .map_err(std::io::Error::other)?
         .compile_protos(protos, includes)
 }

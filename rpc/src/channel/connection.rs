@@ -53,6 +53,15 @@ impl ResponseSink for ClientConn {
             complete(guard, response.result, true);
         }
     }
+
+    fn pending_correlation_id(&self) -> Option<i64> {
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ids = pending.iter();
+        match (ids.next(), ids.next()) {
+            (Some(&raw), None) => Some(raw as i64),
+            _ => None,
+        }
+    }
 }
 
 /// The messages of one client connection go to its [`ClientConn`].

@@ -30,6 +30,7 @@
 mod call;
 mod connection;
 mod health_check;
+mod http_call;
 
 pub use call::CallResult;
 pub use health_check::HEALTH_CHECK_INTERVAL;
@@ -51,7 +52,8 @@ use std::time::{Duration, Instant};
 /// Options of a [`Channel`] (brpc's `ChannelOptions`; brpc's defaults).
 #[derive(Clone)]
 pub struct ChannelOptions {
-    /// Protocol name; `"baidu_std"` (the default) is the only client protocol so far.
+    /// Protocol name: `"baidu_std"` (the default) or `"http"` (pooled or short connections;
+    /// see `Channel::http_call`).
     pub protocol: String,
     /// Connection type; `None` = the first of single, pooled, short the protocol supports; an
     /// explicit type the protocol does not support fails at `Channel::new`.

@@ -3,6 +3,7 @@
 
 use crate::compress::CompressType;
 use crate::errors::RpcError;
+use crate::policy::http::{HttpDispatch, HttpResponse};
 use crate::socket::SocketId;
 use spindle_iobuf::IOBuf;
 use std::collections::HashMap;
@@ -49,6 +50,12 @@ pub trait RequestSink: Send + Sync {
     /// Answers a request that failed before reaching a method (undecodable body, unknown
     /// compression, missing request meta) with `error`, usually `EREQUEST`.
     fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError);
+
+    /// Where HTTP requests go (plain handlers and protobuf methods); `None` (the default): the
+    /// sink serves no HTTP and every HTTP request is answered 404.
+    fn http_dispatch(&self) -> Option<&dyn HttpDispatch> {
+        None
+    }
 }
 
 /// A successful response body.
@@ -60,6 +67,9 @@ pub struct ResponseBody {
     pub attachment: IOBuf,
     /// How the server compressed the body.
     pub compress_type: CompressType,
+    /// HTTP: the response's status and headers (its body is `payload`); `None` for other
+    /// protocols.
+    pub http: Option<Box<HttpResponse>>,
 }
 
 /// A response for the call waiting on `correlation_id`.
@@ -78,4 +88,11 @@ pub struct ClientResponse {
 pub trait ResponseSink: Send + Sync {
     /// Completes the call waiting on `response.correlation_id`, if it still waits.
     fn on_response(&self, response: ClientResponse);
+
+    /// The correlation id of the one call waiting on this connection, for protocols whose
+    /// responses carry none (HTTP/1.1 over pooled and short connections, where one call is in
+    /// flight per connection). `None` when no call or several wait.
+    fn pending_correlation_id(&self) -> Option<i64> {
+        None
+    }
 }

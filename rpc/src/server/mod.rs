@@ -18,6 +18,9 @@
 //! Handlers run in fibers and may block (fiber primitives, nested synchronous calls).
 
 mod acceptor;
+mod http_handlers;
+
+pub use http_handlers::HttpHandler;
 
 use crate::compress;
 use crate::errors::{ErrorCode, RpcError};
@@ -95,6 +98,8 @@ pub(crate) struct ServerInner {
     connections: Mutex<HashSet<SocketId>>,
     /// Whether `join` already closed everything.
     joined: AtomicBool,
+    /// Plain HTTP handlers (`http_handlers`).
+    http_routes: http_handlers::SharedRoutes,
 }
 
 /// An RPC server. Dropping a started server stops and joins it.
@@ -126,6 +131,7 @@ impl Server {
                 listener: Mutex::new(None),
                 connections: Mutex::new(HashSet::new()),
                 joined: AtomicBool::new(false),
+                http_routes: Default::default(),
             }),
             local_addr: None,
         }
@@ -494,6 +500,10 @@ impl RequestSink for ServerInner {
 
     fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError) {
         self.respond(socket_id, correlation_id, Err(error));
+    }
+
+    fn http_dispatch(&self) -> Option<&dyn crate::policy::http::HttpDispatch> {
+        Some(self)
     }
 }
 

@@ -30,12 +30,13 @@ use crate::event_dispatcher;
 use crate::protocol::ProtocolIndex;
 use spindle_iobuf::IOPortal;
 use spindle_runtime::define_flag;
+use std::any::Any;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 define_flag!(
     /// `SO_RCVBUF` of new sockets.
@@ -123,6 +124,9 @@ pub struct Socket {
     failure: Mutex<Option<RpcError>>,
     /// Counters.
     pub stats: SocketStats,
+    /// Per-connection state of a protocol that needs one (brpc's `Socket::parsing_context`),
+    /// e.g. HTTP's response ordering for pipelined requests; set once by that protocol.
+    pub parsing_context: OnceLock<Box<dyn Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Socket {
@@ -165,6 +169,7 @@ impl Socket {
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
             stats: SocketStats::default(),
+            parsing_context: OnceLock::new(),
         };
         let id = SOCKET_MAP.insert(socket).map_err(|e| {
             RpcError::new(

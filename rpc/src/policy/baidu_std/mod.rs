@@ -312,6 +312,7 @@ impl Protocol for BaiduStd {
                     payload,
                     attachment,
                     compress_type,
+                    http: None,
                 })
                 .map_err(|why| {
                     RpcError::new(ErrorCode::Response, format!("bad response body: {why}"))
