@@ -35,6 +35,7 @@ mod http_call;
 pub use call::CallResult;
 pub use health_check::HEALTH_CHECK_INTERVAL;
 
+use crate::builtin::method_status::ClientCall;
 use crate::errors::{ErrorCode, RpcError};
 use crate::input_messenger::default_registry;
 use crate::protocol::{Authenticator, CallInfo, ConnectionType, MessageBody, Protocol};
@@ -387,6 +388,19 @@ impl Channel {
         ctx: &CallContext,
         request: &dyn MessageBody,
     ) -> CallResult {
+        let recording = ClientCall::start(method.service, method.name);
+        let r = self.call_method_unrecorded(method, ctx, request);
+        recording.finish(r.is_ok());
+        r
+    }
+
+    /// [`Channel::call_method`] without the method statistics.
+    fn call_method_unrecorded(
+        &self,
+        method: &MethodDescriptor,
+        ctx: &CallContext,
+        request: &dyn MessageBody,
+    ) -> CallResult {
         let timeout_ms = self.timeout_ms(ctx);
         let deadline = Self::deadline(timeout_ms);
         let mut call = Self::call_info(method, ctx);
@@ -422,6 +436,7 @@ impl Channel {
         request: &dyn MessageBody,
         done: impl FnOnce(CallResult) + Send + 'static,
     ) {
+        let done = ClientCall::start(method.service, method.name).wrap(done);
         let timeout_ms = self.timeout_ms(ctx);
         let deadline = Self::deadline(timeout_ms);
         let mut call = Self::call_info(method, ctx);

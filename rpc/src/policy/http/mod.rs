@@ -349,6 +349,7 @@ impl Protocol for Http {
             ),
             Cut::Request(mut req, meta) => {
                 req.remote = s.remote();
+                req.socket_id = msg.socket_id;
                 let resp = match server.http_dispatch() {
                     Some(d) => d.dispatch(&req),
                     None => HttpResponse::text(404, "this server serves no HTTP\n"),

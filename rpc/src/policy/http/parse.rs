@@ -479,6 +479,7 @@ pub(crate) fn parse_request(
             minor_version: minor,
             body,
             remote: None,
+            socket_id: Default::default(),
         },
         meta,
     ))
