@@ -228,6 +228,7 @@ fn connections_show_this_connection_and_the_channel() {
         .find(|r| r.get(3) == Some(&me.to_string().as_str()))
         .unwrap_or_else(|| panic!("no row for {me}: {t}"));
     assert_eq!(mine[1], "server");
+    assert_eq!(mine[2], "http", "{t}");
     let bytes_in: u64 = mine[5].parse().unwrap();
     let msgs_in: u64 = mine[7].parse().unwrap();
     assert!(bytes_in > 0 && msgs_in >= 1, "{t}");
