@@ -431,3 +431,40 @@ fn check_exposition(text: &str) -> Result<HashMap<String, String>, String> {
     }
     Ok(families)
 }
+
+#[test]
+fn one_port_serves_baidu_std_calls_and_pages_at_once() {
+    let server = echo_server(ServerOptions::default());
+    let addr = server.local_addr().unwrap();
+    let s = stub(&server, opts());
+    let calls = std::thread::spawn(move || {
+        for i in 0..200 {
+            assert_eq!(echo(&s, &format!("c{i}")).unwrap(), format!("c{i}"));
+        }
+    });
+    // Pages on one keep-alive connection while the calls run.
+    let mut c = Conn::new(addr);
+    for _ in 0..20 {
+        c.send(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+        let r = c.response();
+        assert_eq!(r.status, 200);
+        assert!(r.text().contains("[example.EchoService]"));
+    }
+    calls.join().unwrap();
+    // A protobuf call over HTTP is the same method, counted with the others.
+    let body = br#"{"message":"json"}"#;
+    c.send(
+        format!(
+            "POST /example.EchoService/Echo HTTP/1.1\r\nHost: t\r\nContent-Type: \
+             application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(body);
+    assert_eq!(c.response().status, 200);
+    c.send(b"GET /status HTTP/1.1\r\nHost: t\r\n\r\n");
+    let t = c.response().text();
+    assert_eq!(field(&t, "count"), Some(201), "{t}");
+    assert_eq!(field(&t, "error"), Some(0), "{t}");
+}
