@@ -107,6 +107,12 @@ fn every_page_answers_with_its_content() {
 
     let health = get(addr, "/health");
     assert_eq!((health.status, health.text().as_str()), (200, "OK\n"));
+    let mut c = Conn::new(addr);
+    c.send(b"HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    let head = c.response_to(true);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    c.send(b"POST /status HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(c.response().status, 405);
     let version = get(addr, "/version").text();
     assert!(version.starts_with("spindle-rpc "), "{version}");
 

@@ -32,7 +32,7 @@ pub(crate) struct State {
     vars: Mutex<Vec<PassiveStatus<i64>>>,
 }
 
-/// Registers the builtin pages as plain HTTP handlers (unless disabled). A page whose path
+/// Registers the builtin pages as plain HTTP handlers for GET and HEAD (unless disabled). A page whose path
 /// the user already took is left to the user's handler.
 pub(super) fn add_pages(server: &mut Server) {
     if server.inner.options.disable_builtin_services {
@@ -40,10 +40,12 @@ pub(super) fn add_pages(server: &mut Server) {
     }
     let weak = Arc::downgrade(&server.inner);
     for page in builtin::PAGES {
-        let w: Weak<ServerInner> = weak.clone();
-        let serve = move |req: &HttpRequest| builtin::serve(&w, page, req);
-        // An overlap is the user's own handler for that path: it wins.
-        let _ = server.add_http_handler("GET", page.pattern, serve);
+        for method in ["GET", "HEAD"] {
+            let w: Weak<ServerInner> = weak.clone();
+            let serve = move |req: &HttpRequest| builtin::serve(&w, page, req);
+            // An overlap is the user's own handler for that path: it wins.
+            let _ = server.add_http_handler(method, page.pattern, serve);
+        }
     }
 }
 
