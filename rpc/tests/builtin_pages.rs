@@ -474,3 +474,19 @@ fn one_port_serves_baidu_std_calls_and_pages_at_once() {
     assert_eq!(field(&t, "count"), Some(201), "{t}");
     assert_eq!(field(&t, "error"), Some(0), "{t}");
 }
+
+#[test]
+fn start_fails_when_internal_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut server = Server::new(ServerOptions {
+        internal_port: Some(port),
+        ..ServerOptions::default()
+    });
+    let e = server.start("127.0.0.1:0").unwrap_err();
+    assert!(
+        e.text.contains(&format!("internal_port 127.0.0.1:{port}")),
+        "{e}"
+    );
+    assert!(!server.is_running());
+}

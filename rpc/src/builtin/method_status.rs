@@ -220,9 +220,11 @@ impl Drop for MethodCall<'_> {
     }
 }
 
-/// The process-wide statuses of called methods, by full method name.
-static CLIENT_METHODS: LazyLock<RwLock<HashMap<String, Arc<MethodStatus>>>> =
-    LazyLock::new(Default::default);
+/// The process-wide statuses of called methods: service full name → method name → status.
+type ClientMethods = HashMap<String, HashMap<String, Arc<MethodStatus>>>;
+
+/// See [`client_status`]. Two-level so a lookup needs no allocation.
+static CLIENT_METHODS: LazyLock<RwLock<ClientMethods>> = LazyLock::new(Default::default);
 
 /// The channel-side status of `service.method` (created and exposed as
 /// `rpc_client_<service>_<method>` on first use). `None` for an empty service name (raw HTTP
@@ -231,21 +233,23 @@ pub fn client_status(service: &str, method: &str) -> Option<Arc<MethodStatus>> {
     if service.is_empty() {
         return None;
     }
-    let key = format!("{service}.{method}");
     if let Some(s) = CLIENT_METHODS
         .read()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
+        .get(service)
+        .and_then(|m| m.get(method))
     {
         return Some(s.clone());
     }
     let mut map = CLIENT_METHODS.write().unwrap_or_else(|e| e.into_inner());
     let s = map
-        .entry(key)
-        .or_insert_with_key(|key| {
+        .entry(service.to_owned())
+        .or_default()
+        .entry(method.to_owned())
+        .or_insert_with(|| {
             let s = Arc::new(MethodStatus::new(0));
             // A name taken by someone else leaves the status unexposed but still counting.
-            let _ = s.expose(&format!("rpc_client_{key}"));
+            let _ = s.expose(&format!("rpc_client_{service}.{method}"));
             s
         })
         .clone();
