@@ -318,6 +318,12 @@ mod tests {
         }
         assert_eq!(pref, Some(http));
         assert!(buf.is_empty());
+        // Cutting again from the drained buffer waits and keeps the preference.
+        assert!(matches!(
+            cut_input_message(&mut buf, &mut pref, &r, &ctx()),
+            CutResult::NotEnoughData
+        ));
+        assert_eq!(pref, Some(http));
     }
 
     #[test]
