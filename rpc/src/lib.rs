@@ -12,6 +12,8 @@
 //! - [`policy`]: one module per wire protocol; [`policy::baidu_std`] so far.
 //! - [`compress`]: payload compression (snappy, gzip, zlib) with bounded decompression.
 //! - [`errors`]: brpc's RPC error codes, same numbers.
+//! - [`builtin`]: the builtin pages (`/status`, `/vars`, `/flags`, ...) and per-method
+//!   statistics (user guide: `docs/builtin.md`).
 //! - [`service`]: what generated service code targets: descriptors, the `Service` dispatch trait,
 //!   the `ClientChannel` trait stubs call through (code generation: `spindle-rpc-build`).
 //! - [`proto`]: generated protobuf messages of the wire formats, and brpc's example echo service.
@@ -20,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+pub mod builtin;
 pub mod channel;
 pub mod compress;
 pub mod errors;

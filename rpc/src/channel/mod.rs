@@ -37,6 +37,7 @@ mod http_call;
 pub use call::{CallId, CallResult};
 pub use health_check::HEALTH_CHECK_INTERVAL;
 
+use crate::builtin::method_status::ClientCall;
 use crate::errors::{ErrorCode, RpcError};
 use crate::input_messenger::default_registry;
 use crate::protocol::{Authenticator, CallInfo, ConnectionType, MessageBody, Protocol};
@@ -348,15 +349,19 @@ impl Channel {
         ctx: &CallContext,
         request: &dyn MessageBody,
     ) -> CallResult {
-        let plan = self.plan(method, ctx, request)?;
-        let waiter = Arc::new(SyncWaiter::default());
-        let w = waiter.clone();
-        call::start(
-            plan,
-            self.inner.options.backup_request_ms,
-            Box::new(move |r| w.set(r)),
-        );
-        waiter.wait()
+        let recording = ClientCall::start(method.service, method.name);
+        let r = self.plan(method, ctx, request).and_then(|plan| {
+            let waiter = Arc::new(SyncWaiter::default());
+            let w = waiter.clone();
+            call::start(
+                plan,
+                self.inner.options.backup_request_ms,
+                Box::new(move |r| w.set(r)),
+            );
+            waiter.wait()
+        });
+        recording.finish(r.is_ok());
+        r
     }
 
     /// Calls `method` asynchronously: returns a [`CallId`] at once (after connecting, if the
@@ -371,6 +376,7 @@ impl Channel {
         request: &dyn MessageBody,
         done: impl FnOnce(CallResult) + Send + 'static,
     ) -> CallId {
+        let done = ClientCall::start(method.service, method.name).wrap(done);
         match self.plan(method, ctx, request) {
             Ok(plan) => call::start(plan, self.inner.options.backup_request_ms, Box::new(done)),
             Err(e) => {

@@ -181,6 +181,11 @@ pub fn cut_input_message(
     registry: &ProtocolRegistry,
     ctx: &ParseContext,
 ) -> CutResult {
+    if buf.is_empty() {
+        // Nothing to probe with: keep the preference (a protocol without magic says
+        // TryOthers to empty input, which would hand the preference to another one).
+        return CutResult::NotEnoughData;
+    }
     let first = preferred.and_then(|i| registry.get(i).map(|p| (i, p)));
     if first.is_none() {
         // No preference, or an index from another registry: forget it.
@@ -313,6 +318,12 @@ mod tests {
         }
         assert_eq!(pref, Some(http));
         assert!(buf.is_empty());
+        // Cutting again from the drained buffer waits and keeps the preference.
+        assert!(matches!(
+            cut_input_message(&mut buf, &mut pref, &r, &ctx()),
+            CutResult::NotEnoughData
+        ));
+        assert_eq!(pref, Some(http));
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub(crate) struct ServerResponder {
     pub(super) correlation_id: i64,
     /// Whether the concurrency slots are still held.
     pub(super) holds_slots: bool,
+    /// When the method's statistics started counting this request (`/status`, `/vars`);
+    /// taken when the outcome is recorded.
+    pub(super) started: Option<std::time::Instant>,
     /// Where the answer goes instead of a baidu_std frame to `socket_id` (HTTP: back to the
     /// fiber that writes the HTTP response).
     pub(super) reply: Option<Reply>,
@@ -48,6 +51,15 @@ pub(crate) type Reply =
     Box<dyn FnOnce(Result<(IOBuf, IOBuf, compress::CompressType), RpcError>) + Send>;
 
 impl ServerResponder {
+    /// Records the request's outcome in the method's statistics (once).
+    fn record(&mut self, ok: bool) {
+        if let Some(started) = self.started.take() {
+            self.entry.methods[self.method]
+                .status
+                .on_responded(started, ok);
+        }
+    }
+
     /// Releases the server's and the method's concurrency slots (once).
     fn release_slots(&mut self) {
         if std::mem::take(&mut self.holds_slots) {
@@ -78,6 +90,7 @@ impl Responder for ServerResponder {
             Ok((body, ctx.response_attachment, ctx.response_compress_type))
         });
         self.release_slots();
+        self.record(result.is_ok());
         match self.reply.take() {
             Some(reply) => reply(result),
             None => self
@@ -90,6 +103,7 @@ impl Responder for ServerResponder {
 
 impl Drop for ServerResponder {
     fn drop(&mut self) {
+        self.record(false);
         self.release_slots();
         self.server.request_done();
     }

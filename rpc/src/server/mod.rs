@@ -24,6 +24,7 @@
 //! Handlers run in fibers and may block (fiber primitives, nested synchronous calls).
 
 mod acceptor;
+mod builtin_hooks;
 mod done;
 mod http_handlers;
 
@@ -56,6 +57,16 @@ pub struct ServerOptions {
     pub method_max_concurrency: HashMap<String, usize>,
     /// Checks the credentials of each connection's first message; `None` = no authentication.
     pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// brpc's `internal_port`: when set, the builtin pages (`/status`, `/vars`, ...) are served
+    /// only on connections to this second port (0 picks a free one, see
+    /// [`Server::internal_addr`]); the port given to `start` answers them 403. Both ports
+    /// serve every service. See `docs/builtin.md`.
+    pub internal_port: Option<u16>,
+    /// No builtin pages at all (brpc's `has_builtin_services = false`); method statistics are
+    /// still recorded and exposed.
+    pub disable_builtin_services: bool,
+    /// What `/version` answers; `None`: `spindle-rpc <crate version>`.
+    pub version: Option<String>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -64,6 +75,9 @@ impl std::fmt::Debug for ServerOptions {
             .field("max_concurrency", &self.max_concurrency)
             .field("method_max_concurrency", &self.method_max_concurrency)
             .field("authenticator", &self.authenticator.is_some())
+            .field("internal_port", &self.internal_port)
+            .field("disable_builtin_services", &self.disable_builtin_services)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -80,6 +94,8 @@ struct MethodEntry {
     max: usize,
     /// Requests of this method being processed.
     current: AtomicUsize,
+    /// Latency, errors and concurrency (`/status`, `/vars`).
+    status: crate::builtin::MethodStatus,
 }
 
 /// A registered service.
@@ -112,6 +128,8 @@ pub(crate) struct ServerInner {
     joined: AtomicBool,
     /// Plain HTTP handlers (`http_handlers`).
     http_routes: http_handlers::SharedRoutes,
+    /// Builtin pages and exposed statistics (`builtin_hooks`).
+    builtin: builtin_hooks::State,
 }
 
 /// An RPC server. Dropping a started server stops and joins it.
@@ -146,6 +164,7 @@ impl Server {
                 connections: Mutex::new(HashSet::new()),
                 joined: AtomicBool::new(false),
                 http_routes: Default::default(),
+                builtin: Default::default(),
             }),
             local_addr: None,
         }
@@ -164,15 +183,19 @@ impl Server {
         let methods = d
             .methods
             .iter()
-            .map(|m| MethodEntry {
-                max: self
+            .map(|m| {
+                let max = self
                     .inner
                     .options
                     .method_max_concurrency
                     .get(&format!("{}.{}", d.full_name, m.name))
                     .copied()
-                    .unwrap_or(0),
-                current: AtomicUsize::new(0),
+                    .unwrap_or(0);
+                MethodEntry {
+                    max,
+                    current: AtomicUsize::new(0),
+                    status: crate::builtin::MethodStatus::new(max),
+                }
             })
             .collect();
         let mut services = self
@@ -205,6 +228,7 @@ impl Server {
             .map_err(|e| bad(format!("bad listen address \"{addr}\": {e}")))?
             .next()
             .ok_or_else(|| bad(format!("listen address \"{addr}\" resolves to nothing")))?;
+        builtin_hooks::add_pages(self);
         if self
             .inner
             .state
@@ -232,6 +256,10 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(id);
         self.local_addr = Some(local);
+        if let Err(e) = builtin_hooks::on_start(&self.inner, local) {
+            self.stop();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -265,6 +293,7 @@ impl Server {
         if let Some(s) = listener.and_then(socket::address) {
             Socket::set_failed(&s, RpcError::new(ErrorCode::LogOff, "server stopped"));
         }
+        builtin_hooks::on_stop(&self.inner);
         self.inner.wake_idle();
     }
 
@@ -479,6 +508,7 @@ impl ServerInner {
             socket_id: req.socket_id,
             correlation_id: req.correlation_id,
             holds_slots: true,
+            started: Some(me.status.begin()),
             reply,
         });
         let ctx = CallContext {

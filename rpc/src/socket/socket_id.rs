@@ -367,6 +367,27 @@ impl<T> SocketMap<T> {
         Ok(())
     }
 
+    /// Calls `f` with a strong handle to every live (not failed) value, in slot order (the
+    /// `/connections` page). Read-only and lock-free per slot: each slot is reached through
+    /// [`address`](Self::address) with the version it holds now, so a value failed or
+    /// recycled meanwhile is skipped, never resurrected. Values inserted during the walk may
+    /// be missed.
+    pub fn for_each_live(&self, mut f: impl FnMut(SocketRef<'_, T>)) {
+        let used = self.lock_alloc().next_unused;
+        for slot_index in 0..used as u32 {
+            let Some(slot) = self.slot(slot_index) else {
+                continue;
+            };
+            let vref = slot.vref.load(Ordering::Acquire);
+            if nref_of(vref) == 0 {
+                continue;
+            }
+            if let Some(handle) = self.address(SocketId::new(slot_index, version_of(vref))) {
+                f(handle);
+            }
+        }
+    }
+
     /// Drops one reference; the last one drops the value and recycles the slot.
     fn release(&self, slot_index: u32, slot: &Slot<T>) {
         let prev = slot.vref.fetch_sub(1, Ordering::Release);
@@ -532,6 +553,20 @@ mod tests {
         assert_eq!(id.as_u64(), (3 << 32) | 7);
         assert_eq!(SocketId::from_u64(id.as_u64()), id);
         assert_eq!(format!("{id:?}"), "SocketId(7@v3)");
+    }
+
+    #[test]
+    fn socket_id_for_each_live_skips_failed() {
+        let d = Arc::new(AtomicUsize::new(0));
+        let map = SocketMap::new();
+        let a = map.insert(tracked(1, &d)).unwrap();
+        let b = map.insert(tracked(2, &d)).unwrap();
+        let c = map.insert(tracked(3, &d)).unwrap();
+        map.set_failed(b).unwrap();
+        let mut seen = Vec::new();
+        map.for_each_live(|h| seen.push((h.id(), h.tag)));
+        assert_eq!(seen, vec![(a, 1), (c, 3)]);
+        assert_eq!(drops(&d), 1);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct HttpRequest {
     pub body: IOBuf,
     /// The peer's address (server side), if known.
     pub remote: Option<SocketAddr>,
+    /// The connection it arrived on (server side; the default id otherwise).
+    pub socket_id: crate::socket::SocketId,
 }
 
 fn span_str<'a>(head: &'a [u8], s: &Span) -> &'a str {
@@ -64,6 +66,7 @@ impl HttpRequest {
             minor_version: 1,
             body: IOBuf::new(),
             remote: None,
+            socket_id: Default::default(),
         }
     }
 

@@ -349,6 +349,7 @@ impl Protocol for Http {
             ),
             Cut::Request(mut req, meta) => {
                 req.remote = s.remote();
+                req.socket_id = msg.socket_id;
                 let resp = match server.http_dispatch() {
                     // A panicking handler must not leave a hole in the response order (every
                     // later response of the connection would wait for it): answer 500.

@@ -488,6 +488,7 @@ fn cut_request(source: &mut IOBuf, limits: &Limits, state: &mut ParseSide) -> Pa
             minor_version: minor,
             body,
             remote: None,
+            socket_id: Default::default(),
         },
         meta,
     ))
