@@ -16,7 +16,8 @@
 //!    with `spawn_no_signal`, then one `flush` wakes workers; the last is processed in place
 //!    (no hand-off for the common one-message read).
 //! 5. Repeat until `EAGAIN`; EOF or a read error fails the socket after the messages already
-//!    cut were handed out.
+//!    cut were handed out (a connection reset by the peer is closed like EOF, without a log
+//!    line).
 
 use crate::errors::{ErrorCode, RpcError};
 use crate::policy::baidu_std::BaiduStd;
@@ -129,6 +130,12 @@ impl InputHandler for InputMessenger {
                         (false, false)
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true),
+                    // A reset is how many clients end a connection (a load generator that
+                    // stops, a pooled client that drops idle connections): like EOF, no log.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        close = Some(Close::Eof);
+                        break 'read;
+                    }
                     Err(e) => {
                         close = Some(Close::Error(RpcError::new(
                             ErrorCode::Other(e.raw_os_error().unwrap_or(0)),
