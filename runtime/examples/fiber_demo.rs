@@ -4,7 +4,7 @@
 //! Load: spawn trees (spawn + join, depth 8), butex ping-pong pairs, sleepers, and fibers
 //! contending on a small mutex built directly on the butex.
 //!
-//! `cargo run --release -p spindle-runtime --example demo -- --seconds 5`
+//! `cargo run --release -p spindle-runtime --example fiber_demo -- --seconds 5`
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
