@@ -8,8 +8,8 @@
 //! read sockets or answer handshakes: connections stall and fail ("Got EOF", seed 004).
 //!
 //! Spindle never pins a worker. A dispatcher has one poller at a time (the `owner` word; only
-//! the owner calls `epoll_wait`, and only a worker ever blocks in it, so a write to the
-//! dispatcher's wake-up eventfd reaches exactly that worker):
+//! the owner calls `epoll_wait`, so a write to the dispatcher's wake-up eventfd reaches exactly
+//! the owner):
 //!
 //! - **An idle worker** (the fast path). The dispatchers register a runtime
 //!   [`IdleHook`](spindle_runtime::IdleHook): a worker of tag 0 with nothing to run takes a free
@@ -21,13 +21,14 @@
 //!   the hook's `unpark` when its futex wake did not reach enough workers.
 //! - **A busy worker** between fibers: every few dozen fibers a worker polls a free dispatcher
 //!   without blocking (tokio's `event_interval`), so I/O is picked up under full load.
-//! - **The dispatcher's own OS thread** (`spindle-epoll-<i>`), the safety net. It never blocks
-//!   in `epoll_wait`: it sleeps an interval (1 ms, doubling to 16 ms while nothing needs it),
-//!   and when no worker polled during a whole interval and none is parked in the dispatcher
-//!   (every worker busy in long fibers or blocked, the runtime not started yet, more
-//!   dispatchers than idle workers), it takes one non-blocking look and hands the readers to
-//!   workers through their remote queues. A worker that wants to poll while the thread looks
-//!   flags `worker_wanted` and sleeps; the thread wakes a worker when it is done.
+//! - **The dispatcher's own OS thread** (`spindle-epoll-<i>`), the safety net. While workers
+//!   poll it sleeps (an interval doubling from 1 to 4 ms). When no worker polled during a whole
+//!   interval and none is parked in the dispatcher (every worker busy in long fibers or
+//!   blocked, the runtime not started yet, more dispatchers than idle workers), it polls
+//!   itself — blocking in `epoll_wait` one interval at a time, so such a dispatcher has no gap
+//!   in coverage — and hands the readers to workers through their remote queues. An idle
+//!   worker that wants the dispatcher back flags `worker_wanted` and writes the eventfd; the
+//!   thread releases it at once and wakes a worker with a no-op fiber.
 //!
 //! Whatever `fiber_concurrency` and `event_dispatcher_num` are, every dispatcher is polled (by
 //! its thread if by nobody else), and fibers only ever wait for a worker, never for a
@@ -86,8 +87,9 @@ const THREAD: u32 = 2;
 
 /// The dispatcher thread's first wait before it polls for workers that stopped polling.
 const THREAD_MIN_INTERVAL: Duration = Duration::from_millis(1);
-/// The longest such wait (the back-off while workers keep polling).
-const THREAD_MAX_INTERVAL: Duration = Duration::from_millis(16);
+/// The longest such wait (the back-off while workers keep polling), and the longest a
+/// dispatcher nobody polls waits for the thread to step in.
+const THREAD_MAX_INTERVAL: Duration = Duration::from_millis(4);
 
 /// One epoll loop.
 #[derive(Debug)]
@@ -97,8 +99,8 @@ struct Dispatcher {
     /// An eventfd in `epfd` (level-triggered, data [`WAKE_DATA`]): writing it interrupts
     /// whoever polls.
     wake_fd: RawFd,
-    /// Who polls: `FREE`, `WORKER` or `THREAD`. Only the owner calls `epoll_wait` (and only a
-    /// worker blocks in it), so a write to `wake_fd` reaches the blocked worker and nobody else.
+    /// Who polls: `FREE`, `WORKER` or `THREAD`. Only the owner calls `epoll_wait`, so a write to
+    /// `wake_fd` reaches the owner and nobody else.
     owner: AtomicU32,
     /// A worker found the thread polling and went to sleep on its futex; the thread wakes a
     /// worker when it releases the dispatcher.
@@ -324,18 +326,22 @@ impl Dispatcher {
     }
 }
 
-/// The dispatcher thread, the safety net: it never blocks in `epoll_wait`. It wakes every
-/// interval; when no worker polled during a whole interval and none is parked in the
-/// dispatcher (every worker busy in long fibers or blocked, or none started yet), it takes one
-/// non-blocking look and hands the readers to workers through their remote queues. The
-/// interval is 1 ms after a look that found events and doubles up to 16 ms otherwise, so an
-/// idle process wakes this thread about 60 times a second.
+/// The dispatcher thread, the safety net. While workers poll (one is parked in the dispatcher,
+/// or workers took it during the last interval) it sleeps, its interval doubling from 1 ms to
+/// 4 ms. When no worker polled during a whole interval (every worker busy in long fibers or
+/// blocked, none started yet, or more dispatchers than idle workers) it polls itself, blocking
+/// in `epoll_wait` for at most one interval at a time, and hands the readers to workers through
+/// their remote queues; an idle worker that wants the dispatcher back flags `worker_wanted` and
+/// writes the eventfd, and the thread releases it at once and wakes a worker.
 fn run_thread(d: &Dispatcher) {
     let mut events: Events = [NO_EVENT; MAX_EVENTS];
     let mut interval = THREAD_MIN_INTERVAL;
     let mut seen = d.worker_polls.load(Ordering::Relaxed);
+    let mut polled_last_round = false;
     loop {
-        std::thread::sleep(interval);
+        if !polled_last_round {
+            std::thread::sleep(interval);
+        }
         let polls = d.worker_polls.load(Ordering::Relaxed);
         let stepped_in = polls == seen
             && d.owner
@@ -345,14 +351,17 @@ fn run_thread(d: &Dispatcher) {
             // Workers polled meanwhile, or one is parked in epoll_wait right now: back off.
             seen = polls;
             interval = (interval * 2).min(THREAD_MAX_INTERVAL);
+            polled_last_round = false;
             continue;
         }
-        let n = d.wait(&mut events, 0);
+        let timeout_ms = interval.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let n = d.wait(&mut events, timeout_ms);
         d.owner.store(FREE, Ordering::SeqCst);
-        // Pairs with the worker's `worker_wanted` store then `owner` load in `park`.
-        if d.worker_wanted.swap(false, Ordering::SeqCst) {
-            // A worker wanted to poll while this thread looked, and sleeps on its futex: a
-            // no-op fiber wakes an idle worker, which then finds the dispatcher free.
+        // Pairs with the worker's `worker_wanted` store then `owner` CAS in `park`.
+        let wanted = d.worker_wanted.swap(false, Ordering::SeqCst);
+        if wanted {
+            // A worker wanted to poll while this thread did, and sleeps on its futex: a no-op
+            // fiber wakes an idle worker, which then finds the dispatcher free.
             drop(spindle_runtime::spawn(|| {}));
         }
         d.handle(&events[..n], false);
@@ -362,6 +371,9 @@ fn run_thread(d: &Dispatcher) {
             (interval * 2).min(THREAD_MAX_INTERVAL)
         };
         seen = d.worker_polls.load(Ordering::Relaxed);
+        // Still nobody else polling: look again at once (no gap in coverage), unless a worker
+        // is coming for the dispatcher.
+        polled_last_round = !wanted;
     }
 }
 
@@ -398,6 +410,10 @@ impl spindle_runtime::IdleHook for DispatcherHook {
                 d.park_worker(still_idle);
                 return true;
             }
+            // The thread blocks in epoll_wait: interrupt it, it releases the dispatcher and
+            // wakes a worker.
+            d.kick();
+            break;
         }
         false
     }
