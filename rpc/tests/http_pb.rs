@@ -2,8 +2,10 @@
 //! (pooled and short connections, stubs, JSON, plain requests), and one port serving
 //! baidu_std and HTTP at once.
 
+mod common;
 mod http_common;
 
+use common::Token;
 use http_common::{http_server, http_server_with, Conn};
 use prost::Message;
 use spindle_rpc::channel::{Channel, ChannelOptions};
@@ -235,29 +237,6 @@ fn one_port_serves_baidu_std_and_http_at_once() {
     }
     for t in threads {
         t.join().unwrap();
-    }
-}
-
-/// The credential of an HTTP connection is its first request's `Authorization` header.
-struct Token(&'static str);
-
-impl spindle_rpc::protocol::Authenticator for Token {
-    fn generate_credential(&self) -> Result<Vec<u8>, spindle_rpc::errors::RpcError> {
-        Ok(self.0.as_bytes().to_vec())
-    }
-    fn verify_credential(
-        &self,
-        credential: &[u8],
-        _peer: Option<std::net::SocketAddr>,
-    ) -> Result<(), spindle_rpc::errors::RpcError> {
-        if credential == b"secret" {
-            Ok(())
-        } else {
-            Err(spindle_rpc::errors::RpcError::new(
-                ErrorCode::RpcAuth,
-                "wrong token",
-            ))
-        }
     }
 }
 

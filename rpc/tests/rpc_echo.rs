@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{echo, echo_server, stub};
+use common::{echo, echo_server, stub, Token};
 use spindle_iobuf::IOBuf;
 use spindle_rpc::channel::{Channel, ChannelOptions};
 use spindle_rpc::errors::ErrorCode;
@@ -312,29 +312,6 @@ fn server_max_concurrency_answers_elimit() {
     assert!(e.text.contains("max_concurrency=1"), "{e}");
     assert_eq!(slow.join().unwrap().unwrap(), "sleep:1000");
     assert_eq!(echo(&b, "third").unwrap(), "third");
-}
-
-/// Accepts the credential `secret`.
-struct Token(&'static str);
-
-impl spindle_rpc::protocol::Authenticator for Token {
-    fn generate_credential(&self) -> Result<Vec<u8>, spindle_rpc::errors::RpcError> {
-        Ok(self.0.as_bytes().to_vec())
-    }
-    fn verify_credential(
-        &self,
-        credential: &[u8],
-        _peer: Option<std::net::SocketAddr>,
-    ) -> Result<(), spindle_rpc::errors::RpcError> {
-        if credential == b"secret" {
-            Ok(())
-        } else {
-            Err(spindle_rpc::errors::RpcError::new(
-                ErrorCode::RpcAuth,
-                "wrong token",
-            ))
-        }
-    }
 }
 
 /// The first message of each connection is verified; a refused connection is closed and its

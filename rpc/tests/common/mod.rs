@@ -89,3 +89,25 @@ pub fn echo(stub: &EchoServiceStub<Channel>, msg: &str) -> Result<String, RpcErr
     )
     .map(|r| r.message)
 }
+
+/// An authenticator whose credential is its token; the server side accepts only `secret`
+/// (baidu_std sends it in the first request's meta, HTTP in the `Authorization` header).
+pub struct Token(pub &'static str);
+
+impl spindle_rpc::protocol::Authenticator for Token {
+    fn generate_credential(&self) -> Result<Vec<u8>, RpcError> {
+        Ok(self.0.as_bytes().to_vec())
+    }
+
+    fn verify_credential(
+        &self,
+        credential: &[u8],
+        _peer: Option<std::net::SocketAddr>,
+    ) -> Result<(), RpcError> {
+        if credential == b"secret" {
+            Ok(())
+        } else {
+            Err(RpcError::new(ErrorCode::RpcAuth, "wrong token"))
+        }
+    }
+}

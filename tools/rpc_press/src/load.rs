@@ -115,23 +115,20 @@ pub fn press(
     // Each client sends every `clients / qps` seconds, clients staggered over one interval.
     let interval = (options.qps > 0)
         .then(|| Duration::from_secs_f64(options.clients as f64 / options.qps as f64));
-    let mut clients: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
     let mut waits = Vec::new();
     for i in 0..options.clients {
         let shared = shared.clone();
         let first = interval.map(|iv| start + iv.mul_f64(i as f64 / options.clients as f64));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         waits.push(rx);
-        clients.push(Box::new(move || {
+        let client = move || {
             shared.client(i, first, interval, end);
             let _ = tx.send(());
-        }));
-    }
-    for c in clients {
+        };
         if options.use_fiber {
-            drop(spindle_runtime::spawn(c));
+            drop(spindle_runtime::spawn(client));
         } else {
-            std::thread::spawn(c);
+            std::thread::spawn(client);
         }
     }
     // Report every second until the end.
