@@ -219,6 +219,7 @@ impl PreparedEndpoint {
         let staging_pool = self.ctx.pool(STAGING_BLOCK_SIZE)?;
         self.handed_over = true;
         Ok(RdmaEndpoint {
+            remote: *remote,
             max_message: (remote.block_size as usize).min(MAX_MESSAGE),
             max_sge: self.max_sge as usize,
             ctx: self.ctx.clone(),
@@ -286,6 +287,8 @@ pub struct RdmaEndpoint {
     qp: Arc<dyn QueuePair>,
     recv_pool: Arc<BlockPool>,
     staging_pool: Arc<BlockPool>,
+    /// The peer's hello.
+    remote: Hello,
     /// Largest data message: the peer's receive block size.
     max_message: usize,
     /// Scatter/gather entries per send.
@@ -648,6 +651,16 @@ impl RdmaEndpoint {
             s.push_str(&format!(" broken=\"{e}\""));
         }
         s
+    }
+
+    /// A snapshot of the windows and credits.
+    pub fn window(&self) -> Window {
+        self.state.lock().window.clone()
+    }
+
+    /// The peer's hello, as given to [`PreparedEndpoint::connect`].
+    pub fn remote_hello(&self) -> &Hello {
+        &self.remote
     }
 
     /// Counters so far.
