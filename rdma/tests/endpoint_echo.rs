@@ -7,7 +7,6 @@ use common::endpoint::*;
 use spindle_iobuf::IOBuf;
 use spindle_rdma::handshake::Hello;
 use spindle_rdma::{EndpointConfig, EndpointError, PreparedEndpoint};
-use std::time::Instant;
 
 /// A stream of framed messages of varied sizes (4-byte length + bytes) echoed back.
 #[test]
@@ -24,18 +23,7 @@ fn echo_of_many_messages_is_byte_exact_and_in_order() {
         expected.extend_from_slice(&body);
     }
     let total = expected.len();
-    let (mut a_in, mut b_in) = (IOBuf::new(), IOBuf::new());
-    let start = Instant::now();
-    while a_in.len() < total {
-        check_deadline(start, &format!("a got {} of {total}", a_in.len()));
-        let mut progress = write_some(&a, &mut a_out);
-        progress |= b.poll(&mut b_in).unwrap().completions > 0;
-        progress |= write_some(&b, &mut b_in);
-        progress |= a.poll(&mut a_in).unwrap().completions > 0;
-        if !progress {
-            wait_either(&a, &b);
-        }
-    }
+    let a_in = echo(&a, &b, &mut a_out, total);
     assert_eq!(a_in.len(), total);
     assert!(a_in.equals(&expected), "echo differs");
     let (sa, sb) = (a.stats(), b.stats());
@@ -67,18 +55,7 @@ fn echo_between_different_configurations() {
     let payload = pattern(300_000, 7);
     let mut a_out = IOBuf::new();
     a_out.append(&payload);
-    let (mut a_in, mut b_in) = (IOBuf::new(), IOBuf::new());
-    let start = Instant::now();
-    while a_in.len() < payload.len() {
-        check_deadline(start, "mixed echo");
-        let mut progress = write_some(&a, &mut a_out);
-        progress |= b.poll(&mut b_in).unwrap().completions > 0;
-        progress |= write_some(&b, &mut b_in);
-        progress |= a.poll(&mut a_in).unwrap().completions > 0;
-        if !progress {
-            wait_either(&a, &b);
-        }
-    }
+    let a_in = echo(&a, &b, &mut a_out, payload.len());
     assert!(a_in.equals(&payload));
     // a sent at most 65504 bytes per message, b at most 1024.
     assert!(a.stats().messages_sent >= (payload.len() / 65504) as u64);

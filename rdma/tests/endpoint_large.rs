@@ -7,7 +7,6 @@ mod common;
 use common::endpoint::*;
 use spindle_iobuf::IOBuf;
 use spindle_rdma::EndpointConfig;
-use std::time::Instant;
 
 #[test]
 fn five_mib_of_mixed_pieces_echoed() {
@@ -39,21 +38,7 @@ fn five_mib_of_mixed_pieces_echoed() {
     );
     let copied_len = (plain.len() + foreign.len()) as u64;
 
-    let (mut a_in, mut b_in) = (IOBuf::new(), IOBuf::new());
-    let start = Instant::now();
-    while a_in.len() < expected.len() {
-        check_deadline(
-            start,
-            &format!("a got {} of {}", a_in.len(), expected.len()),
-        );
-        let mut progress = write_some(&a, &mut out);
-        progress |= b.poll(&mut b_in).unwrap().completions > 0;
-        progress |= write_some(&b, &mut b_in);
-        progress |= a.poll(&mut a_in).unwrap().completions > 0;
-        if !progress {
-            wait_either(&a, &b);
-        }
-    }
+    let a_in = echo(&a, &b, &mut out, expected.len());
     assert!(a_in.equals(&expected), "echo differs");
     let (sa, sb) = (a.stats(), b.stats());
     assert_eq!(sa.bytes_sent, expected.len() as u64);

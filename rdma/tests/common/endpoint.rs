@@ -74,3 +74,21 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Event mode, one thread: `a` sends `out`, `b` echoes everything it receives, until `a` got
+/// `total` bytes back; returns them.
+pub fn echo(a: &RdmaEndpoint, b: &RdmaEndpoint, out: &mut IOBuf, total: usize) -> IOBuf {
+    let (mut a_in, mut b_in) = (IOBuf::new(), IOBuf::new());
+    let start = Instant::now();
+    while a_in.len() < total {
+        check_deadline(start, &format!("a got {} of {total}", a_in.len()));
+        let mut progress = write_some(a, out);
+        progress |= b.poll(&mut b_in).unwrap().completions > 0;
+        progress |= write_some(b, &mut b_in);
+        progress |= a.poll(&mut a_in).unwrap().completions > 0;
+        if !progress {
+            wait_either(a, b);
+        }
+    }
+    a_in
+}

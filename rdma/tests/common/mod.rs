@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod endpoint;
+pub mod qp_side;
