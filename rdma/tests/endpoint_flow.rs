@@ -6,12 +6,9 @@
 mod common;
 
 use common::endpoint::*;
-use parking_lot::{Condvar, Mutex};
 use spindle_iobuf::IOBuf;
-use spindle_rdma::verbs::wait_readable;
 use spindle_rdma::EndpointConfig;
-use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,38 +24,16 @@ fn slow_receiver_blocks_the_writer_without_loss() {
         ..EndpointConfig::default()
     };
     let (a, b) = pair_with(&context(), &cfg, &context(), &cfg);
-    let opened = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let signal = Arc::new(WindowSignal::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let would_block = Arc::new(AtomicU64::new(0));
-
     // a's reader: handles a's completions (send completions, pure ACKs) and wakes the writer.
-    let a_reader = {
-        let (a, opened, stop) = (a.clone(), opened.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut sink = IOBuf::new();
-            let mut windows_opened = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let _ = wait_readable(a.completion_fd(), Duration::from_millis(5));
-                let out = a.poll(&mut sink).unwrap();
-                let w = a.window();
-                assert!(w.sq_window() <= w.local_capacity());
-                assert!(w.remote_rq_window() <= w.local_capacity());
-                if out.window_opened {
-                    windows_opened += 1;
-                    let (m, cv) = &*opened;
-                    *m.lock() += 1;
-                    cv.notify_all();
-                }
-            }
-            assert!(sink.is_empty(), "b sent no data");
-            windows_opened
-        })
-    };
+    let a_reader = spawn_reader(&a, &signal, &stop);
 
     // The writer: one message per call, blocking on the window.
     let writer = {
-        let (a, opened, would_block) = (a.clone(), opened.clone(), would_block.clone());
+        let (a, signal) = (a.clone(), signal.clone());
         std::thread::spawn(move || {
+            let mut blocked = 0;
             for seq in 0..MESSAGES {
                 let mut msg = IOBuf::new();
                 let len = 8 + (seq as usize * 37) % 3000;
@@ -66,25 +41,9 @@ fn slow_receiver_blocks_the_writer_without_loss() {
                 body[..8].copy_from_slice(&seq.to_be_bytes());
                 msg.append(&(len as u32).to_be_bytes());
                 msg.append(&body);
-                let start = Instant::now();
-                while !msg.is_empty() {
-                    check_deadline(start, "writer");
-                    let (m, cv) = &*opened;
-                    let seen = *m.lock();
-                    match a.cut_from_iobufs(&mut [&mut msg]) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            would_block.fetch_add(1, Ordering::Relaxed);
-                            let mut g = m.lock();
-                            while *g == seen {
-                                let timed_out = cv.wait_for(&mut g, Duration::from_secs(10));
-                                assert!(!timed_out.timed_out(), "window never reopened");
-                            }
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                blocked += signal.write_all(&a, &mut msg);
             }
+            blocked
         })
     };
 
@@ -115,11 +74,11 @@ fn slow_receiver_blocks_the_writer_without_loss() {
             next += 1;
         }
     }
-    writer.join().unwrap();
+    let blocked = writer.join().unwrap();
     stop.store(true, Ordering::Release);
-    let windows_opened = a_reader.join().unwrap();
+    assert!(a_reader.join().unwrap().is_empty(), "b sent no data");
+    let windows_opened = signal.count();
     assert!(stream.is_empty());
-    let blocked = would_block.load(Ordering::Relaxed);
     assert!(blocked > 0, "the slow receiver never closed the window");
     assert!(windows_opened > 0);
     assert!(b.stats().pure_acks_sent > 0, "credits go back in pure ACKs");

@@ -15,7 +15,7 @@ use crate::backend;
 use crate::block_pool::BlockPool;
 use crate::verbs::{Device, ProtectionDomain};
 use parking_lot::RwLock;
-use spindle_iobuf::{BlockAllocator, BlockMemory, IOBuf};
+use spindle_iobuf::{BlockAllocator, BlockMemory, HeapAllocator, IOBuf};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
@@ -158,7 +158,11 @@ impl RdmaContext {
     /// allocated before): pieces are then copied into registered blocks when sent.
     pub fn install_iobuf_allocator(&self) -> Result<(), EndpointError> {
         let pool = self.pool(STAGING_BLOCK_SIZE)?;
-        spindle_iobuf::set_block_allocator(Box::new(SharedPool(pool.clone())))
+        let allocator = SharedPool {
+            heap: HeapAllocator::new(pool.block_size()),
+            pool: pool.clone(),
+        };
+        spindle_iobuf::set_block_allocator(Box::new(allocator))
             .map_err(|e| EndpointError::Config(format!("IOBuf allocator: {e}")))?;
         let _ = self.iobuf_pool.set(pool);
         Ok(())
@@ -177,23 +181,41 @@ impl RdmaContext {
     }
 }
 
-/// A pool shared between a context and the IOBuf allocator hook.
-struct SharedPool(Arc<BlockPool>);
+/// A pool shared between a context and the IOBuf allocator hook. When the pool cannot grow
+/// (`rdma_memory_pool_max_regions` reached), blocks come from the heap instead of failing
+/// every IOBuf of the process; their meta is 0, so they are copied when sent.
+struct SharedPool {
+    pool: Arc<BlockPool>,
+    heap: HeapAllocator,
+}
 
-// SAFETY: every call forwards to the same `BlockPool`, which upholds the contract (blocks of a
-// constant size, handed out once until given back, deallocation from any thread).
+// SAFETY: blocks come from `pool` or `heap`, both sound allocators of the same constant block
+// size; a block goes back to the one that owns its address (the pool knows its regions, which
+// it never releases while blocks are out), so each allocator only sees its own blocks.
 unsafe impl BlockAllocator for SharedPool {
     fn block_size(&self) -> usize {
-        self.0.block_size()
+        self.pool.block_size()
     }
 
     fn allocate(&self) -> Option<BlockMemory> {
-        self.0.allocate()
+        self.pool.allocate().or_else(|| {
+            self.heap.allocate().map(|m| BlockMemory {
+                ptr: m.ptr,
+                meta: 0,
+            })
+        })
     }
 
     unsafe fn deallocate(&self, mem: BlockMemory) {
-        // SAFETY: forwarded from the caller: `mem` came from this pool's `allocate`.
-        unsafe { self.0.deallocate(mem) }
+        if self.pool.lkey_of(mem.ptr.as_ptr()).is_some() {
+            // SAFETY: forwarded from the caller; the address lies in the pool's regions, so
+            // `mem` came from the pool's `allocate`.
+            unsafe { self.pool.deallocate(mem) }
+        } else {
+            // SAFETY: forwarded from the caller; not the pool's, so the heap handed it out (with
+            // meta 0, which the heap allocator also uses).
+            unsafe { self.heap.deallocate(mem) }
+        }
     }
 }
 
@@ -253,5 +275,51 @@ impl Drop for PoolBlock {
     fn drop(&mut self) {
         // SAFETY: `mem` came from this pool's `allocate` and is not used after this.
         unsafe { self.pool.deallocate(self.mem) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabric::FabricDevice;
+
+    #[test]
+    fn iobuf_allocator_falls_back_to_the_heap_when_the_pool_is_full() {
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        let ctx = RdmaContext::with_pool_sizing(dev, 4 * 8192, 8192, 1).unwrap();
+        let pool = ctx.pool(STAGING_BLOCK_SIZE).unwrap();
+        let shared = SharedPool {
+            heap: HeapAllocator::new(STAGING_BLOCK_SIZE),
+            pool: pool.clone(),
+        };
+        let blocks: Vec<BlockMemory> = (0..6).map(|_| shared.allocate().unwrap()).collect();
+        let keyed = blocks.iter().filter(|b| b.meta != 0).count();
+        assert_eq!(keyed, 4, "the pool's blocks carry their lkey");
+        for b in &blocks {
+            let lkey = ctx.registered_lkey(b.ptr.as_ptr(), b.meta);
+            assert_eq!(lkey.is_some(), b.meta != 0);
+        }
+        assert_eq!(pool.free_blocks(), 0);
+        for b in blocks {
+            // SAFETY: each block came from `shared` and is not used afterwards.
+            unsafe { shared.deallocate(b) };
+        }
+        assert_eq!(pool.free_blocks(), 4);
+        // A made-up key, or a real key for an address outside the region, is not trusted.
+        assert!(ctx.registered_lkey(std::ptr::null(), 1).is_none());
+    }
+
+    #[test]
+    fn pools_are_per_block_size_and_shared() {
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        let ctx = RdmaContext::with_pool_sizing(dev, 1 << 20, 1 << 20, 2).unwrap();
+        let a = ctx.pool(8192).unwrap();
+        let b = ctx.pool(65536).unwrap();
+        assert!(Arc::ptr_eq(&a, &ctx.pool(8192).unwrap()));
+        assert_eq!((a.block_size(), b.block_size()), (8192, 65536));
+        assert!(ctx.device().name().starts_with("spindle-fabric"));
+        assert!(format!("{ctx:?}").contains("pools: 2"));
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        assert!(RdmaContext::with_pool_sizing(dev, 1 << 20, 1 << 20, 0).is_err());
     }
 }
