@@ -314,6 +314,10 @@ impl RdmaEndpoint {
     /// Event mode, after a readiness event: acks the events, polls completions until none is
     /// left (at most `cqe_poll_once` per batch), re-arms, polls once more. Received bytes are
     /// appended to `dst` (also any queued by [`RdmaEndpoint::on_completions`]).
+    ///
+    /// On an error, bytes that arrived before it are still appended to `dst` (a peer that sent
+    /// its last message and closed looks like data followed by a failed completion): handle
+    /// them, then close.
     pub fn poll(&self, dst: &mut IOBuf) -> Result<PollOutcome, EndpointError> {
         let mut st = self.state.lock();
         if let Some(e) = &st.broken {
@@ -375,7 +379,7 @@ impl RdmaEndpoint {
     }
 
     /// Moves the bytes queued by [`RdmaEndpoint::on_completions`] to the end of `dst`; returns
-    /// how many.
+    /// how many. Works after the connection broke too (bytes that arrived before the error).
     pub fn take_received(&self, dst: &mut IOBuf) -> usize {
         let mut st = self.state.lock();
         let n = st.received.len();
