@@ -30,7 +30,7 @@ fn stream_and_ping_pong_figures() {
     let (a, b) = pair();
     let stop = Arc::new(AtomicBool::new(false));
     let signal = Arc::new(WindowSignal::default());
-    let a_reader = spawn_reader(&a, &signal, &stop);
+    let a_reader = spawn_reader(&a, &signal, &stop, &Default::default());
     let writer = {
         let (a, signal) = (a.clone(), signal.clone());
         std::thread::spawn(move || {

@@ -6,6 +6,7 @@ use spindle_rdma::fabric::FabricDevice;
 use spindle_rdma::verbs::{wait_readable, Device};
 use spindle_rdma::{EndpointConfig, PreparedEndpoint, RdmaContext, RdmaEndpoint};
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -138,18 +139,21 @@ impl WindowSignal {
 }
 
 /// A reader thread for `ep` in event mode until `stop`: polls after each readiness, passes
-/// `window_opened` to `signal`, appends what arrives to the returned IOBuf.
+/// `window_opened` to `signal`, appends what arrives to the returned IOBuf and publishes its
+/// length in `progress`.
 pub fn spawn_reader(
     ep: &Arc<RdmaEndpoint>,
     signal: &Arc<WindowSignal>,
-    stop: &Arc<std::sync::atomic::AtomicBool>,
+    stop: &Arc<AtomicBool>,
+    progress: &Arc<AtomicUsize>,
 ) -> std::thread::JoinHandle<IOBuf> {
-    let (ep, signal, stop) = (ep.clone(), signal.clone(), stop.clone());
+    let (ep, signal, stop, progress) = (ep.clone(), signal.clone(), stop.clone(), progress.clone());
     std::thread::spawn(move || {
         let mut got = IOBuf::new();
-        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        while !stop.load(Ordering::Acquire) {
             let _ = wait_readable(ep.completion_fd(), Duration::from_millis(5));
             let out = ep.poll(&mut got).unwrap();
+            progress.store(got.len(), Ordering::Release);
             let w = ep.window();
             assert!(w.sq_window() <= w.local_capacity());
             assert!(w.remote_rq_window() <= w.local_capacity());
