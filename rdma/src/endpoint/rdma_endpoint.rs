@@ -99,12 +99,19 @@ pub struct EndpointStats {
 
 /// Resources allocated before the peer is known; see the module doc.
 pub struct PreparedEndpoint {
+    /// The context the resources come from.
     ctx: Arc<RdmaContext>,
+    /// The settings.
     cfg: EndpointConfig,
+    /// Send and receive completions.
     cq: Arc<dyn CompletionQueue>,
+    /// The queue pair, in INIT.
     qp: Arc<dyn QueuePair>,
+    /// Where receive blocks come from.
     recv_pool: Arc<BlockPool>,
+    /// The block posted under each receive `wr_id`.
     recv_slots: Vec<Option<PoolBlock>>,
+    /// Scatter/gather entries per send (`rdma_max_sge`).
     max_sge: u32,
     /// The resources moved into an [`RdmaEndpoint`] (dropping this must not fail the pair).
     handed_over: bool,
@@ -284,11 +291,17 @@ struct State {
 
 /// One connected RDMA connection; see the module doc.
 pub struct RdmaEndpoint {
+    /// The context the resources come from.
     ctx: Arc<RdmaContext>,
+    /// The settings.
     cfg: EndpointConfig,
+    /// Send and receive completions.
     cq: Arc<dyn CompletionQueue>,
+    /// The connected queue pair.
     qp: Arc<dyn QueuePair>,
+    /// Where receive blocks come from.
     recv_pool: Arc<BlockPool>,
+    /// Where copy blocks of the write path come from (8 KiB).
     staging_pool: Arc<BlockPool>,
     /// The peer's hello.
     remote: Hello,
@@ -296,6 +309,7 @@ pub struct RdmaEndpoint {
     max_message: usize,
     /// Scatter/gather entries per send.
     max_sge: usize,
+    /// Windows, in-flight sends, receive slots, queued bytes: see [`State`].
     state: Mutex<State>,
 }
 
