@@ -43,6 +43,9 @@ pub struct RdmaContext {
     pools: RwLock<Vec<Arc<BlockPool>>>,
     /// Set once this context's 8 KiB pool is the process's IOBuf allocator.
     iobuf_pool: OnceLock<Arc<BlockPool>>,
+    /// User memory registered by [`RdmaContext::register_user_data`] and still referenced:
+    /// `(start, len, lkey)`.
+    user_regions: RwLock<Vec<(u64, usize, u32)>>,
 }
 
 impl fmt::Debug for RdmaContext {
@@ -114,6 +117,7 @@ impl RdmaContext {
             },
             pools: RwLock::new(Vec::new()),
             iobuf_pool: OnceLock::new(),
+            user_regions: RwLock::new(Vec::new()),
         }))
     }
 
@@ -169,15 +173,76 @@ impl RdmaContext {
     }
 
     /// The lkey under which the bytes at `addr` (a piece whose `meta` is `meta`) may be sent by
-    /// this context's queue pairs: `Some` only if they lie in one of its pools' regions and that
-    /// region's lkey is `meta`.
+    /// this context's queue pairs: `Some` only if they lie in one of its pools' regions or in
+    /// registered user memory, and that region's lkey is `meta`.
     pub(crate) fn registered_lkey(&self, addr: *const u8, meta: u64) -> Option<u32> {
         let lkey = u32::try_from(meta).ok().filter(|k| *k != 0)?;
-        self.pools
+        let in_pool = self
+            .pools
             .read()
             .iter()
-            .any(|p| p.lkey_of(addr) == Some(lkey))
-            .then_some(lkey)
+            .any(|p| p.lkey_of(addr) == Some(lkey));
+        let a = addr as u64;
+        let found = in_pool
+            || self
+                .user_regions
+                .read()
+                .iter()
+                .any(|&(start, len, key)| key == lkey && a >= start && a - start < len as u64);
+        found.then_some(lkey)
+    }
+
+    /// Registers the bytes of `owner` with this context's protection domain and returns them as
+    /// an IOBuf (a user block whose meta is the lkey), so this context's endpoints send them
+    /// without copying. The registration lives as long as the bytes are referenced (by this
+    /// IOBuf, pieces cut from it, or a send in flight); when the last reference drops, the
+    /// region is deregistered and then `owner` dropped. An empty `owner` gives an empty IOBuf.
+    pub fn register_user_data<T>(self: &Arc<Self>, owner: T) -> Result<IOBuf, EndpointError>
+    where
+        T: AsRef<[u8]> + Send + 'static,
+    {
+        let owner = Box::new(owner);
+        let bytes: &[u8] = (*owner).as_ref();
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        let mut buf = IOBuf::new();
+        if len == 0 {
+            return Ok(buf);
+        }
+        // SAFETY: the bytes live in the boxed owner, which is dropped only after the region
+        // (in the deleter below, or right here on failure); with no access rights beyond local
+        // reads the device never writes them.
+        let mr = unsafe {
+            self.pd
+                .register(ptr.cast_mut(), len, crate::verbs::Access::empty())
+        }?;
+        let (start, lkey) = (mr.addr(), mr.lkey());
+        self.user_regions.write().push((start, len, lkey));
+        let ctx = self.clone();
+        let deleter = move || {
+            // No new send may take the region, then it goes, then the memory.
+            ctx.user_regions
+                .write()
+                .retain(|&(s, _, k)| !(s == start && k == lkey));
+            drop(mr);
+            drop(owner);
+        };
+        // SAFETY: `ptr` is valid for `len` bytes until the deleter drops `owner` (a boxed value
+        // does not move), and nobody writes them: `T` only gives shared access and we keep the
+        // only box.
+        unsafe {
+            buf.append_user_data_raw(
+                NonNull::new(ptr.cast_mut()).expect("non-empty slices are not null"),
+                len,
+                u64::from(lkey),
+                deleter,
+            )
+        };
+        Ok(buf)
+    }
+
+    /// User memory regions still registered (see [`RdmaContext::register_user_data`]).
+    pub fn user_regions(&self) -> usize {
+        self.user_regions.read().len()
     }
 }
 
