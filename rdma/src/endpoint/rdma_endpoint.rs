@@ -32,6 +32,18 @@
 //!   oldest first; an entry keeps the send's bytes alive (IOBuf references and copy blocks)
 //!   until the device is done with them.
 //! - Once `broken` is set, every call fails with it and nothing more is posted.
+//!
+//! # Known limits
+//!
+//! - `poll` returns only once the queue is empty after re-arming (a one-shot notification
+//!   gives no other safe place to stop); a peer sending as fast as this loop returns credits
+//!   keeps it going, with `dst` growing meanwhile (as brpc's `PollCq`).
+//! - One completion queue carries sends and receives and is armed for every completion;
+//!   brpc's separate receive queue armed for solicited completions only would wake the reader
+//!   less often on hardware.
+//! - If copy blocks run out with nothing posted, the writer gets `WouldBlock` and is woken by
+//!   the next completion batch; a send not yet covered by a signaled completion keeps its copy
+//!   blocks until one comes.
 
 mod recv;
 mod send;
