@@ -7,14 +7,14 @@
 
 mod common;
 
-use common::child::{read_hello, spawn_child, wait_child};
+use common::child::{child_connect, read_hello, spawn_child, wait_child};
 use common::endpoint::{pattern, write_some, DEADLINE};
 use spindle_iobuf::IOBuf;
 use spindle_rdma::handshake::{self, ack, HelloVersion};
 use spindle_rdma::verbs::wait_readable;
 use spindle_rdma::{EndpointConfig, PreparedEndpoint, RdmaContext, RdmaEndpoint};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "SPINDLE_RDMA_EP_CHILD_PORT";
@@ -50,15 +50,9 @@ fn run(ep: &RdmaEndpoint, what: &str, mut step: impl FnMut(&RdmaEndpoint) -> boo
 /// The client: runs only in the child process.
 #[test]
 fn child_client() {
-    let Ok(port) = std::env::var(CHILD_ENV) else {
+    let Some((mut sock, version)) = child_connect(CHILD_ENV, VERSION_ENV, DEADLINE) else {
         return; // not the child: nothing to do
     };
-    let version = match std::env::var(VERSION_ENV).as_deref() {
-        Ok("3") => HelloVersion::V3,
-        _ => HelloVersion::V2,
-    };
-    let mut sock = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-    sock.set_read_timeout(Some(DEADLINE)).unwrap();
     let prepared = endpoint();
     sock.write_all(&handshake::encode_hello(version, &prepared.local_hello()))
         .unwrap();
