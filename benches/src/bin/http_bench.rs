@@ -315,8 +315,9 @@ fn main() {
     let (cpu_s, cpu_h) = (median(cpu_s), median(cpu_h));
     println!(
         "{:>6} {best_s:>14.0} {best_h:>14.0} {cpu_s:>16.2} {cpu_h:>16.2}",
-        "best"
+        "result"
     );
+    println!("(req/s: the best round; cpu: the median round)");
     println!(
         "RESULT http_echo spindle={best_s:.0} hyper={best_h:.0} ratio={:.3} unit=req/s better=higher",
         best_s / best_h.max(1.0)

@@ -309,18 +309,23 @@ impl Drop for Slot<'_> {
 
 impl ServerInner {
     /// Takes a unit of the server-wide concurrency for a user's plain handler; `ELIMIT` over
-    /// `max_concurrency`.
-    fn take_slot(&self) -> Result<Slot<'_>, RpcError> {
+    /// `max_concurrency`. Without a limit nothing is counted (`None`): the count is only read
+    /// against the limit, and a counter shared by every worker costs a cache-line transfer
+    /// per request.
+    fn take_slot(&self) -> Result<Option<Slot<'_>>, RpcError> {
+        let max = self.options.max_concurrency;
+        if max == 0 {
+            return Ok(None);
+        }
         let now = self.concurrency.fetch_add(1, Ordering::AcqRel) + 1;
         let slot = Slot(self);
-        let max = self.options.max_concurrency;
-        if max > 0 && now > max {
+        if now > max {
             return Err(RpcError::new(
                 ErrorCode::Limit,
                 format!("{now} requests in flight exceed the server's max_concurrency={max}"),
             ));
         }
-        Ok(slot)
+        Ok(Some(slot))
     }
 }
 
