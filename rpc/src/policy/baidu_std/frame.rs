@@ -133,7 +133,21 @@ pub fn write_frame(
             ),
         ));
     }
-    let meta_size = meta.encoded_len();
+    append_frame(out, meta.encoded_len(), payload, attachment, |w| {
+        meta.encode_raw(w)
+    })
+}
+
+/// Appends a frame whose meta of `meta_size` bytes `encode` writes, then `payload` and
+/// `attachment` by reference. Fails with `EREQUEST` if the body does not fit the 32-bit
+/// `body_size`, leaving `out` unchanged.
+fn append_frame(
+    out: &mut IOBuf,
+    meta_size: usize,
+    payload: &IOBuf,
+    attachment: &IOBuf,
+    encode: impl FnOnce(&mut &mut [u8]),
+) -> Result<(), RpcError> {
     let body_size = meta_size as u64 + payload.len() as u64 + attachment.len() as u64;
     let Ok(body_size) = u32::try_from(body_size) else {
         return Err(RpcError::new(
@@ -141,7 +155,7 @@ pub fn write_frame(
             format!("baidu_std body of {body_size} bytes does not fit a frame (max 4 GiB)"),
         ));
     };
-    append_header_and_meta(out, body_size, meta_size, |w| meta.encode_raw(w));
+    append_header_and_meta(out, body_size, meta_size, encode);
     out.append_iobuf(payload);
     out.append_iobuf(attachment);
     Ok(())
@@ -309,33 +323,22 @@ pub fn write_request_frame(
     attachment: &IOBuf,
 ) -> Result<(), RpcError> {
     let mut meta = *meta;
-    meta.attachment_size = match attachment.len() {
-        0 => None,
-        n => Some(i32::try_from(n).map_err(|_| {
-            RpcError::new(
-                ErrorCode::Request,
-                format!("attachment of {n} bytes exceeds baidu_std's 2 GiB limit"),
-            )
-        })?),
-    };
-    let meta_size = meta.encoded_len();
-    let body_size = meta_size as u64 + payload.len() as u64 + attachment.len() as u64;
-    let Ok(body_size) = u32::try_from(body_size) else {
-        return Err(RpcError::new(
-            ErrorCode::Request,
-            format!("baidu_std body of {body_size} bytes does not fit a frame (max 4 GiB)"),
-        ));
-    };
-    append_header_and_meta(out, body_size, meta_size, |w| meta.encode(w));
-    out.append_iobuf(payload);
-    out.append_iobuf(attachment);
-    Ok(())
+    meta.attachment_size = attachment_size_field(attachment)?;
+    append_frame(out, meta.encoded_len(), payload, attachment, |w| {
+        meta.encode(w)
+    })
 }
 
 /// Sets `meta.attachment_size` as brpc does: present only for a non-empty attachment. Fails
 /// with `EREQUEST` for attachments over 2 GiB (the field is an `int32`).
 pub fn set_attachment_size(meta: &mut RpcMeta, attachment: &IOBuf) -> Result<(), RpcError> {
-    meta.attachment_size = match attachment.len() {
+    meta.attachment_size = attachment_size_field(attachment)?;
+    Ok(())
+}
+
+/// The `attachment_size` field for `attachment` (see [`set_attachment_size`]).
+fn attachment_size_field(attachment: &IOBuf) -> Result<Option<i32>, RpcError> {
+    Ok(match attachment.len() {
         0 => None,
         n => Some(i32::try_from(n).map_err(|_| {
             RpcError::new(
@@ -343,6 +346,5 @@ pub fn set_attachment_size(meta: &mut RpcMeta, attachment: &IOBuf) -> Result<(),
                 format!("attachment of {n} bytes exceeds baidu_std's 2 GiB limit"),
             )
         })?),
-    };
-    Ok(())
+    })
 }
