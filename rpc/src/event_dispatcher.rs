@@ -135,42 +135,7 @@ fn start_dispatchers() -> Vec<Dispatcher> {
     // SAFETY: setting a signal disposition to SIG_IGN installs no handler code.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let n = EVENT_DISPATCHER_NUM.freeze("the event dispatchers");
-    let dispatchers: Vec<Dispatcher> = (0..n)
-        .map(|i| {
-            // SAFETY: plain syscalls, no pointers.
-            let (epfd, wake_fd) = unsafe {
-                (
-                    libc::epoll_create1(libc::EPOLL_CLOEXEC),
-                    libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC),
-                )
-            };
-            assert!(
-                epfd >= 0 && wake_fd >= 0,
-                "cannot create the epoll fd or eventfd of event dispatcher {i}: {}",
-                io::Error::last_os_error()
-            );
-            let mut ev = libc::epoll_event {
-                events: libc::EPOLLIN as u32,
-                u64: WAKE_DATA,
-            };
-            // SAFETY: both fds are open; `ev` is a live epoll_event that epoll copies.
-            let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, wake_fd, &mut ev) };
-            assert!(
-                rc == 0,
-                "cannot add the eventfd of event dispatcher {i}: {}",
-                io::Error::last_os_error()
-            );
-            Dispatcher {
-                epfd,
-                wake_fd,
-                owner: AtomicU32::new(FREE),
-                worker_wanted: AtomicBool::new(false),
-                worker_polls: AtomicU64::new(0),
-                worker_events: AtomicU64::new(0),
-                thread_events: AtomicU64::new(0),
-            }
-        })
-        .collect();
+    let dispatchers: Vec<Dispatcher> = (0..n).map(Dispatcher::new).collect();
     for i in 0..n {
         std::thread::Builder::new()
             .name(format!("spindle-epoll-{i}"))
@@ -245,6 +210,42 @@ type Events = [libc::epoll_event; MAX_EVENTS];
 const NO_EVENT: libc::epoll_event = libc::epoll_event { events: 0, u64: 0 };
 
 impl Dispatcher {
+    /// Dispatcher `i`: an epoll fd watching its wake-up eventfd. No thread yet.
+    fn new(i: usize) -> Dispatcher {
+        // SAFETY: plain syscalls, no pointers.
+        let (epfd, wake_fd) = unsafe {
+            (
+                libc::epoll_create1(libc::EPOLL_CLOEXEC),
+                libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC),
+            )
+        };
+        assert!(
+            epfd >= 0 && wake_fd >= 0,
+            "cannot create the epoll fd or eventfd of event dispatcher {i}: {}",
+            io::Error::last_os_error()
+        );
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE_DATA,
+        };
+        // SAFETY: both fds are open; `ev` is a live epoll_event that epoll copies.
+        let rc = unsafe { libc::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, wake_fd, &mut ev) };
+        assert!(
+            rc == 0,
+            "cannot add the eventfd of event dispatcher {i}: {}",
+            io::Error::last_os_error()
+        );
+        Dispatcher {
+            epfd,
+            wake_fd,
+            owner: AtomicU32::new(FREE),
+            worker_wanted: AtomicBool::new(false),
+            worker_polls: AtomicU64::new(0),
+            worker_events: AtomicU64::new(0),
+            thread_events: AtomicU64::new(0),
+        }
+    }
+
     /// One `epoll_wait` (`timeout_ms` -1: until something happens); the number of events.
     fn wait(&self, events: &mut Events, timeout_ms: i32) -> usize {
         // SAFETY: `events` has room for MAX_EVENTS entries.
@@ -265,7 +266,17 @@ impl Dispatcher {
             }
             return 0;
         }
-        n as usize
+        let n = n as usize;
+        if events[..n].iter().any(|ev| ev.u64 == WAKE_DATA) {
+            // Drained here, while the caller still owns the dispatcher: a kick is meant for
+            // whoever owns it when it is written. Reading the eventfd after releasing the
+            // dispatcher could swallow the kick `unpark` just wrote for the next owner, which
+            // would then sleep in `epoll_wait` with a woken task waiting for it.
+            let mut count: u64 = 0;
+            // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
+            unsafe { libc::read(self.wake_fd, (&mut count as *mut u64).cast(), 8) };
+        }
+        n
     }
 
     /// Interrupts the owner's `epoll_wait`.
@@ -283,10 +294,7 @@ impl Dispatcher {
         for ev in events {
             let flags = ev.events;
             if ev.u64 == WAKE_DATA {
-                let mut count: u64 = 0;
-                // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
-                unsafe { libc::read(self.wake_fd, (&mut count as *mut u64).cast(), 8) };
-                continue;
+                continue; // drained by `wait`
             }
             sockets += 1;
             let id = SocketId::from_u64(ev.u64);
@@ -476,6 +484,40 @@ pub(crate) fn process_input_events(id: SocketId) {
         {
             Ok(_) => return,
             Err(now) => seen = now,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// The lost wake-up of 2026-11-23: an owner that saw a kick released the dispatcher, the
+    /// next owner blocked in `epoll_wait` and was kicked by `unpark` (a fiber was queued for
+    /// it), then the first owner handled its events and read the eventfd, swallowing that kick:
+    /// the fiber waited until an unrelated event (a 3 s call timeout in `rpc_examples`).
+    #[test]
+    fn a_kick_for_the_next_owner_survives_the_previous_owners_handling() {
+        let d = Dispatcher::new(0);
+        let mut seen: Events = [NO_EVENT; MAX_EVENTS];
+        d.kick();
+        let n = d.wait(&mut seen, 0);
+        assert_eq!(n, 1, "the first owner sees its kick");
+        // It releases the dispatcher; the next owner is kicked before the first one handles
+        // what it saw.
+        d.kick();
+        d.handle(&seen[..n], true);
+        let mut next: Events = [NO_EVENT; MAX_EVENTS];
+        assert_eq!(
+            d.wait(&mut next, 0),
+            1,
+            "the next owner's kick was swallowed"
+        );
+        assert_eq!(d.wait(&mut next, 0), 0, "a kick is consumed once");
+        // SAFETY: both fds belong to this test's dispatcher, which is not used any more.
+        unsafe {
+            libc::close(d.wake_fd);
+            libc::close(d.epfd);
         }
     }
 }
