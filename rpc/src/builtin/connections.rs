@@ -1,5 +1,5 @@
 //! `/connections` (the server's listeners and connections, then every other socket of the
-//! process — channels' connections) and `/fibers` (runtime and event-dispatcher counters).
+//! process — channels' connections; the transport column says `tcp` or `rdma <endpoint>`) and `/fibers` (runtime and event-dispatcher counters).
 
 use super::doc::{Block, Doc};
 use super::Reply;
@@ -37,6 +37,11 @@ fn row(id: SocketId, s: &Socket, kind: &str) -> Vec<String> {
         id.as_u64().to_string(),
         kind.to_owned(),
         protocol,
+        if kind == "listener" {
+            "-".to_owned()
+        } else {
+            s.transport.describe()
+        },
         remote,
         local,
         st.bytes_in.load(Ordering::Relaxed).to_string(),
@@ -52,6 +57,7 @@ pub(super) fn connections(s: &ServerInner, _: &HttpRequest) -> Reply {
         "id",
         "type",
         "protocol",
+        "transport",
         "remote",
         "local",
         "bytes_in",
