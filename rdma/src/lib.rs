@@ -9,7 +9,8 @@
 //! - [`backend`]: picks the backend from the flags (the fabric when no device is present).
 //! - [`block_pool`]: registered memory cut into IOBuf blocks (the iobuf allocator hook), so
 //!   IOBuf pieces can be sent without copying (each piece's `meta` is its region's lkey).
-//! - [`endpoint`]: the endpoint's flow control (windows and credits) as a pure state machine.
+//! - [`endpoint`]: the RDMA connection ([`RdmaEndpoint`]): flow control (windows and credits),
+//!   receive buffers from the block pools, zero-copy send and receive, event and polling modes.
 //! - [`poller`]: polling mode's pollers (OS threads over the completion queues).
 //! - [`flags`]: brpc's RDMA flags; [`threading`]: the seed-004 configuration check.
 //!
@@ -26,3 +27,8 @@ pub mod ibverbs_backend;
 pub mod poller;
 pub mod threading;
 pub mod verbs;
+
+pub use endpoint::{
+    EndpointConfig, EndpointError, EndpointStats, PollOutcome, PreparedEndpoint, RdmaContext,
+    RdmaEndpoint,
+};

@@ -6,13 +6,14 @@
 //! with RDMA OK; then the client sends messages with send-with-immediate over the queue pair
 //! and the server echoes each back with the immediate plus one.
 
-use spindle_rdma::fabric::FabricDevice;
+mod common;
+
+use common::qp_side::{QpShape, QpSide};
 use spindle_rdma::handshake::{self, ack, Hello, HelloVersion};
 use spindle_rdma::verbs::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "SPINDLE_RDMA_CHILD_PORT";
@@ -23,151 +24,19 @@ const DEPTH: u32 = 32;
 /// Bound on every wait (never reached when things work).
 const WAIT: Duration = Duration::from_secs(20);
 
-struct Endpoint {
-    _dev: Arc<FabricDevice>,
-    cq: Arc<dyn CompletionQueue>,
-    qp: Arc<dyn QueuePair>,
-    _mr: Box<dyn MemoryRegion>,
-    lkey: u32,
-    base: u64,
-    _mem: Box<[u8]>,
-}
-
-impl Endpoint {
-    fn new() -> Endpoint {
-        let dev = FabricDevice::open().unwrap();
-        let pd = dev.alloc_pd().unwrap();
-        let cq = dev.create_cq(4 * DEPTH).unwrap();
-        let qp = pd
-            .create_qp(QpInit {
-                send_cq: cq.clone(),
-                recv_cq: cq.clone(),
-                max_send_wr: DEPTH,
-                max_recv_wr: DEPTH,
-                max_sge: 1,
-                retry: RetryConfig {
-                    rnr_retry: 7,
-                    rnr_timer: Duration::from_millis(1),
-                },
-            })
-            .unwrap();
-        // Receive blocks 0..DEPTH, then send blocks DEPTH..2*DEPTH.
-        let mut mem = vec![0u8; 2 * DEPTH as usize * BLOCK].into_boxed_slice();
-        // SAFETY: `mem` lives in the Endpoint and is dropped after `_mr` (field order).
-        let mr = unsafe { pd.register(mem.as_mut_ptr(), mem.len(), Access::LOCAL_WRITE) }.unwrap();
-        let (lkey, base) = (mr.lkey(), mr.addr());
-        let ep = Endpoint {
-            _dev: dev,
-            cq,
-            qp,
-            _mr: mr,
-            lkey,
-            base,
-            _mem: mem,
-        };
-        for i in 0..u64::from(DEPTH) {
-            ep.post_recv(i);
-        }
-        ep
-    }
-
-    fn block(&self, i: u64) -> u64 {
-        self.base + i * BLOCK as u64
-    }
-
-    fn post_recv(&self, slot: u64) {
-        self.qp
-            .post_recv(&RecvWr {
-                wr_id: slot,
-                sg_list: vec![Sge {
-                    addr: self.block(slot),
-                    length: BLOCK as u32,
-                    lkey: self.lkey,
-                }],
-            })
-            .unwrap();
-    }
-
-    fn hello(&self) -> Hello {
-        let addr = self.qp.address();
-        Hello {
-            block_size: BLOCK as u32 * 8,
-            sq_size: DEPTH as u16,
-            rq_size: DEPTH as u16,
-            lid: addr.port.lid,
-            gid: addr.port.gid,
-            qp_num: addr.qp_num,
-            ece: None,
-        }
-    }
-
-    fn connect_to(&self, peer: &Hello) {
-        self.qp
-            .connect(&QpAddress {
-                port: PortAddress {
-                    gid: peer.gid,
-                    lid: peer.lid,
-                },
-                qp_num: peer.qp_num,
-            })
-            .unwrap();
-    }
-
-    /// Sends `data` from send slot `slot` with `imm`.
-    fn send(&self, slot: u64, data: &[u8], imm: u32) {
-        let addr = self.block(u64::from(DEPTH) + slot % u64::from(DEPTH));
-        // SAFETY: the send block is inside the registered `_mem`, at least BLOCK bytes long, and
-        // no posted request targets it (each is reused only after its send completed: callers
-        // wait for a send's completion before reusing its slot).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr as *mut u8, data.len()) };
-        self.qp
-            .post_send(&SendWr {
-                wr_id: slot,
-                sg_list: vec![Sge {
-                    addr,
-                    length: data.len() as u32,
-                    lkey: self.lkey,
-                }],
-                op: SendOp::SendWithImm(imm),
-                signaled: true,
-                solicited: true,
-            })
-            .unwrap();
-    }
-
-    /// Next completion (event mode: arm, poll, wait on the fd).
-    fn next(&self) -> WorkCompletion {
-        let deadline = Instant::now() + WAIT;
-        let mut out = Vec::new();
-        loop {
-            if self.cq.poll(&mut out, 1).unwrap() == 1 {
-                return out[0];
-            }
-            self.cq.arm(false).unwrap();
-            if self.cq.poll(&mut out, 1).unwrap() == 1 {
-                return out[0];
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no completion within {WAIT:?}");
-            wait_readable(self.cq.fd(), left).unwrap();
-            self.cq.ack_events().unwrap();
-        }
-    }
-
-    /// Bytes of a completed receive in slot `wc.wr_id`.
-    fn received(&self, wc: &WorkCompletion) -> Vec<u8> {
-        let mut v = vec![0u8; wc.byte_len as usize];
-        // SAFETY: the receive completed, so the device no longer writes its block, which lies in
-        // the registered `_mem`; byte_len <= BLOCK was checked by the fabric.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.block(wc.wr_id) as *const u8,
-                v.as_mut_ptr(),
-                v.len(),
-            )
-        };
-        v
-    }
+/// A side of the echo: `DEPTH` receive blocks, `DEPTH` send blocks, RNR retried forever.
+fn side() -> QpSide {
+    QpSide::new(QpShape {
+        sq: DEPTH,
+        rq: DEPTH,
+        send_blocks: DEPTH,
+        block: BLOCK,
+        cq: 4 * DEPTH,
+        retry: RetryConfig {
+            rnr_retry: 7,
+            rnr_timer: Duration::from_millis(1),
+        },
+    })
 }
 
 fn read_hello(sock: &mut TcpStream, expect: Option<HelloVersion>) -> Hello {
@@ -206,9 +75,12 @@ fn child_client() {
     };
     let mut sock = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let ep = Endpoint::new();
-    sock.write_all(&handshake::encode_hello(version, &ep.hello()))
-        .unwrap();
+    let ep = side();
+    sock.write_all(&handshake::encode_hello(
+        version,
+        &ep.hello(BLOCK as u32 * 8),
+    ))
+    .unwrap();
     let server = read_hello(&mut sock, Some(version));
     ep.connect_to(&server);
     sock.write_all(&ack::encode(true)).unwrap();
@@ -223,10 +95,10 @@ fn child_client() {
             && sent - send_done < u64::from(DEPTH)
         {
             let msg = format!("message {sent} from pid {}", std::process::id());
-            ep.send(sent, msg.as_bytes(), sent as u32);
+            ep.send(sent, sent, msg.as_bytes(), sent as u32, true, true);
             sent += 1;
         }
-        let wc = ep.next();
+        let wc = ep.next(WAIT);
         assert_eq!(wc.status, WcStatus::Success, "{wc:?}");
         match wc.opcode {
             WcOpcode::Send => send_done += 1,
@@ -258,7 +130,7 @@ fn serve_one(version: &str) {
 
     let (mut sock, _) = listener.accept().unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let ep = Endpoint::new();
+    let ep = side();
     let client = read_hello(&mut sock, None);
     let expect = if version == "3" {
         HelloVersion::V3
@@ -266,8 +138,11 @@ fn serve_one(version: &str) {
         HelloVersion::V2
     };
     ep.connect_to(&client);
-    sock.write_all(&handshake::encode_hello(expect, &ep.hello()))
-        .unwrap();
+    sock.write_all(&handshake::encode_hello(
+        expect,
+        &ep.hello(BLOCK as u32 * 8),
+    ))
+    .unwrap();
     let mut a = [0u8; 4];
     sock.read_exact(&mut a).unwrap();
     assert_eq!(ack::decode(&a), Ok(true));
@@ -282,10 +157,10 @@ fn serve_one(version: &str) {
             let Some((data, imm)) = backlog.pop_front() else {
                 break;
             };
-            ep.send(echoed, &data, imm);
+            ep.send(echoed, echoed, &data, imm, true, true);
             echoed += 1;
         }
-        let wc = ep.next();
+        let wc = ep.next(WAIT);
         assert_eq!(wc.status, WcStatus::Success, "{wc:?}");
         match wc.opcode {
             WcOpcode::Recv => {
