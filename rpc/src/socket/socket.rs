@@ -205,6 +205,11 @@ impl Socket {
         self.remote
     }
 
+    /// The local address of the fd (`getsockname`), if it has one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        super::sockaddr::local_addr(self.fd).ok()
+    }
+
     /// Whether [`Socket::set_failed`] was called.
     pub fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)

@@ -151,7 +151,7 @@ impl Transport {
         match self.state() {
             TransportState::Tcp => "tcp".to_owned(),
             TransportState::Rdma => match self.endpoint.get() {
-                Some(ep) => format!("rdma {}", ep.describe()).trim_end().to_owned(),
+                Some(ep) => ep.describe(),
                 None => "rdma".to_owned(),
             },
             _ => "tcp (rdma handshake)".to_owned(),

@@ -20,9 +20,12 @@ pub fn rdma_sockets() -> usize {
 /// The transports of the live sockets whose peer or local port is `port` (both ends of a
 /// loopback connection, listener excluded).
 pub fn transports_of(port: u16) -> Vec<String> {
+    // A server's connections have the client's port as remote: find them by local port.
     let mut v = Vec::new();
     SOCKET_MAP.for_each_live(|s| {
-        if s.remote().map(|a| a.port()) == Some(port) {
+        let local = s.local_addr().map(|a| a.port());
+        let listener = s.remote().map(|a| a.port()) == Some(port) && local == Some(port);
+        if !listener && (s.remote().map(|a| a.port()) == Some(port) || local == Some(port)) {
             v.push(s.transport.describe());
         }
     });
@@ -68,4 +71,22 @@ pub fn read_to_close(c: &mut TcpStream) -> Vec<u8> {
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
+}
+
+/// Registered pools of 64 MiB (the default 1 GiB is a lot for a test machine); before the
+/// first RDMA use of the process.
+pub fn setup_small_pools() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        spindle_runtime::flags::set("rdma_memory_pool_initial_size_mb", "64").unwrap();
+        spindle_runtime::flags::set("rdma_memory_pool_increase_size_mb", "64").unwrap();
+    });
+}
+
+/// `GET path` on a new connection; the whole response (`Connection: close`).
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut c = raw(addr);
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    String::from_utf8_lossy(&read_to_close(&mut c)).into_owned()
 }
