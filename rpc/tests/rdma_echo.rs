@@ -48,7 +48,10 @@ fn echo_attachment(s: &EchoServiceStub<Channel>, msg: &str, len: usize, seed: u8
         .unwrap();
     assert_eq!(r.message, msg);
     assert_eq!(ctx.response_attachment.len(), len);
-    assert!(ctx.response_attachment.to_vec() == data, "attachment differs");
+    assert!(
+        ctx.response_attachment.to_vec() == data,
+        "attachment differs"
+    );
 }
 
 #[test]
@@ -62,7 +65,10 @@ fn echo_over_rdma_many_calls_and_big_attachments() {
     let t = transports_of(port);
     assert_eq!(t.len(), 2, "{t:?}");
     assert!(t.iter().all(|t| t.starts_with("rdma")), "{t:?}");
-    for (i, len) in [1 << 20, 3 << 20, 5 << 20, 64 * 1024 + 17, 1].into_iter().enumerate() {
+    for (i, len) in [1 << 20, 3 << 20, 5 << 20, 64 * 1024 + 17, 1]
+        .into_iter()
+        .enumerate()
+    {
         echo_attachment(&s, "big", len, i as u8);
     }
     // Still on RDMA, both ends.

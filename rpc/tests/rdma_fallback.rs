@@ -6,12 +6,16 @@ mod rdma_common;
 
 use common::{echo, echo_server, opts, stub};
 use rdma_common::{http_health, raw, read_n, read_to_close, transports_of};
+use spindle_rdma::endpoint::{EndpointConfig, PreparedEndpoint, RdmaContext};
 use spindle_rdma::handshake::{
     ack, encode_hello, parse_hello, parse_hello_expect, Hello, HelloVersion,
 };
-use spindle_rpc::channel::ChannelOptions;
+use spindle_rpc::channel::{Channel, ChannelOptions};
+use spindle_rpc::proto::example::EchoServiceStub;
 use spindle_rpc::server::ServerOptions;
 use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
 
 fn rdma_opts() -> ChannelOptions {
     ChannelOptions {
@@ -116,4 +120,78 @@ fn ok_ack_after_refusal_closes() {
     assert!(!parse_hello(&reply).unwrap().negotiable);
     c.write_all(&ack::encode(true)).unwrap();
     assert!(read_to_close(&mut c).is_empty());
+}
+
+/// The server accepts (its hello is negotiable), the client answers an ACK without OK: the
+/// server drops its endpoint and the connection goes on over TCP.
+#[test]
+fn ack_without_ok_stays_tcp() {
+    rdma_common::setup_small_pools();
+    let server = echo_server(ServerOptions {
+        rdma: true,
+        ..Default::default()
+    });
+    let port = server.local_addr().unwrap().port();
+    let ctx = RdmaContext::global().unwrap();
+    let prepared = PreparedEndpoint::new(ctx, &EndpointConfig::from_flags()).unwrap();
+    let mut c = raw(server.local_addr().unwrap());
+    c.write_all(&encode_hello(HelloVersion::V2, &prepared.local_hello()))
+        .unwrap();
+    let reply = read_n(&mut c, 40);
+    let d = parse_hello_expect(&reply, HelloVersion::V2).unwrap();
+    assert!(d.negotiable && d.hello.is_negotiable(), "{d:?}");
+    c.write_all(&ack::encode(false)).unwrap();
+    let r = http_health(&mut c);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let t = transports_of(port);
+    assert!(t.iter().all(|t| t == "tcp"), "{t:?}");
+}
+
+/// A server whose answer is a hello of the other version (or garbage): the client sends the
+/// ACK without OK and its calls go over TCP on the same connection (here through a proxy that
+/// plays the bad server for the handshake, then forwards to a real TCP server).
+#[test]
+fn bad_server_hello_client_falls_back() {
+    rdma_common::setup_small_pools();
+    let real = echo_server(ServerOptions::default());
+    let real_addr = real.local_addr().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_addr = listener.local_addr().unwrap();
+    let proxy = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let hello = read_n(&mut c, 40);
+        assert_eq!(&hello[..4], b"RDMA");
+        // A v3 hello where a v2 one is expected.
+        let answer = Hello {
+            block_size: 8192,
+            sq_size: 128,
+            rq_size: 128,
+            qp_num: 9,
+            ..Hello::default()
+        };
+        c.write_all(&encode_hello(HelloVersion::V3, &answer))
+            .unwrap();
+        let ackb = read_n(&mut c, 4);
+        assert!(!ack::decode(&ackb).unwrap(), "the client must not say OK");
+        c.set_read_timeout(None).unwrap();
+        let up = TcpStream::connect(real_addr).unwrap();
+        let (mut a, mut b) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+        let t = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut b, &mut a);
+        });
+        let (mut c2, mut up2) = (c, up);
+        let _ = std::io::copy(&mut c2, &mut up2);
+        let _ = up2.shutdown(std::net::Shutdown::Both);
+        t.join().unwrap();
+    });
+    let ch = Channel::new(&proxy_addr.to_string(), rdma_opts()).unwrap();
+    let s = EchoServiceStub::new(ch);
+    for i in 0..10 {
+        assert_eq!(echo(&s, &format!("p{i}")).unwrap(), format!("p{i}"));
+    }
+    let t = transports_of(proxy_addr.port());
+    assert!(!t.is_empty() && t.iter().all(|t| t == "tcp"), "{t:?}");
+    drop(s);
+    proxy.join().unwrap();
 }
