@@ -37,17 +37,17 @@ fn row(id: SocketId, s: &Socket, kind: &str) -> Vec<String> {
         id.as_u64().to_string(),
         kind.to_owned(),
         protocol,
-        if kind == "listener" {
-            "-".to_owned()
-        } else {
-            s.transport.describe()
-        },
         remote,
         local,
         st.bytes_in.load(Ordering::Relaxed).to_string(),
         st.bytes_out.load(Ordering::Relaxed).to_string(),
         st.messages_in.load(Ordering::Relaxed).to_string(),
         st.messages_out.load(Ordering::Relaxed).to_string(),
+        if kind == "listener" {
+            "-".to_owned()
+        } else {
+            s.transport.describe()
+        },
     ]
 }
 
@@ -57,13 +57,13 @@ pub(super) fn connections(s: &ServerInner, _: &HttpRequest) -> Reply {
         "id",
         "type",
         "protocol",
-        "transport",
         "remote",
         "local",
         "bytes_in",
         "bytes_out",
         "msgs_in",
         "msgs_out",
+        "transport",
     ]
     .map(str::to_owned)
     .to_vec();
