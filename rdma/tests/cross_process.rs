@@ -8,13 +8,14 @@
 
 mod common;
 
+use common::child::{read_hello, spawn_child, wait_child};
 use common::qp_side::{QpShape, QpSide};
-use spindle_rdma::handshake::{self, ack, Hello, HelloVersion};
+use spindle_rdma::handshake::{self, ack, HelloVersion};
 use spindle_rdma::verbs::*;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+
+use std::time::Duration;
 
 const CHILD_ENV: &str = "SPINDLE_RDMA_CHILD_PORT";
 const VERSION_ENV: &str = "SPINDLE_RDMA_CHILD_HELLO";
@@ -37,30 +38,6 @@ fn side() -> QpSide {
             rnr_timer: Duration::from_millis(1),
         },
     })
-}
-
-fn read_hello(sock: &mut TcpStream, expect: Option<HelloVersion>) -> Hello {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    loop {
-        let parsed = match expect {
-            Some(v) => handshake::parse_hello_expect(&buf, v),
-            None => handshake::parse_hello(&buf),
-        };
-        match parsed {
-            Ok(d) => {
-                assert!(d.negotiable);
-                assert_eq!(d.consumed, buf.len());
-                return d.hello;
-            }
-            Err(handshake::HelloError::NotEnoughData) => {
-                let n = sock.read(&mut chunk).unwrap();
-                assert!(n > 0, "EOF during the handshake");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            Err(e) => panic!("bad hello: {e}"),
-        }
-    }
 }
 
 /// The client: runs only in the child process.
@@ -119,14 +96,10 @@ fn child_client() {
 fn serve_one(version: &str) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_client", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, port.to_string())
-        .env(VERSION_ENV, version)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = spawn_child(
+        "child_client",
+        &[(CHILD_ENV, &port.to_string()), (VERSION_ENV, version)],
+    );
 
     let (mut sock, _) = listener.accept().unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
@@ -172,25 +145,7 @@ fn serve_one(version: &str) {
         }
     }
 
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("client process did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert!(status.success(), "client failed: {out}");
+    let out = wait_child(child, WAIT);
     assert!(out.contains(&format!("CHILD OK {MESSAGES}")), "{out}");
 }
 

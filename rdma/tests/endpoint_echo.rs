@@ -67,7 +67,14 @@ fn echo_between_different_configurations() {
 fn refused_hellos() {
     let ctx = context();
     let cfg = EndpointConfig::default();
+    let pool = ctx.pool(cfg.pool_block_size()).unwrap();
+    let in_use = || pool.total_blocks() - pool.free_blocks();
     let good = PreparedEndpoint::new(&ctx, &cfg).unwrap().local_hello();
+    assert_eq!(
+        in_use(),
+        0,
+        "a dropped prepared endpoint gives its receive blocks back"
+    );
     for (bad, field) in [
         (
             Hello {
@@ -85,6 +92,7 @@ fn refused_hellos() {
         assert!(matches!(e, EndpointError::BadHello(_)), "{e:?}");
         assert!(e.to_string().contains(field), "{e}");
     }
+    assert_eq!(in_use(), 0);
     let bad_cfg = EndpointConfig { sq_size: 4, ..cfg };
     let e = PreparedEndpoint::new(&ctx, &bad_cfg).unwrap_err();
     assert!(e.to_string().contains("rdma_sq_size"), "{e}");

@@ -6,12 +6,9 @@
 mod common;
 
 use common::endpoint::*;
-use parking_lot::{Condvar, Mutex};
 use spindle_iobuf::IOBuf;
-use spindle_rdma::verbs::wait_readable;
 use spindle_rdma::EndpointConfig;
-use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,38 +24,16 @@ fn slow_receiver_blocks_the_writer_without_loss() {
         ..EndpointConfig::default()
     };
     let (a, b) = pair_with(&context(), &cfg, &context(), &cfg);
-    let opened = Arc::new((Mutex::new(0u64), Condvar::new()));
+    let signal = Arc::new(WindowSignal::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let would_block = Arc::new(AtomicU64::new(0));
-
     // a's reader: handles a's completions (send completions, pure ACKs) and wakes the writer.
-    let a_reader = {
-        let (a, opened, stop) = (a.clone(), opened.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut sink = IOBuf::new();
-            let mut windows_opened = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                let _ = wait_readable(a.completion_fd(), Duration::from_millis(5));
-                let out = a.poll(&mut sink).unwrap();
-                let w = a.window();
-                assert!(w.sq_window() <= w.local_capacity());
-                assert!(w.remote_rq_window() <= w.local_capacity());
-                if out.window_opened {
-                    windows_opened += 1;
-                    let (m, cv) = &*opened;
-                    *m.lock() += 1;
-                    cv.notify_all();
-                }
-            }
-            assert!(sink.is_empty(), "b sent no data");
-            windows_opened
-        })
-    };
+    let a_reader = spawn_reader(&a, &signal, &stop, &Default::default());
 
     // The writer: one message per call, blocking on the window.
     let writer = {
-        let (a, opened, would_block) = (a.clone(), opened.clone(), would_block.clone());
+        let (a, signal) = (a.clone(), signal.clone());
         std::thread::spawn(move || {
+            let mut blocked = 0;
             for seq in 0..MESSAGES {
                 let mut msg = IOBuf::new();
                 let len = 8 + (seq as usize * 37) % 3000;
@@ -66,25 +41,9 @@ fn slow_receiver_blocks_the_writer_without_loss() {
                 body[..8].copy_from_slice(&seq.to_be_bytes());
                 msg.append(&(len as u32).to_be_bytes());
                 msg.append(&body);
-                let start = Instant::now();
-                while !msg.is_empty() {
-                    check_deadline(start, "writer");
-                    let (m, cv) = &*opened;
-                    let seen = *m.lock();
-                    match a.cut_from_iobufs(&mut [&mut msg]) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            would_block.fetch_add(1, Ordering::Relaxed);
-                            let mut g = m.lock();
-                            while *g == seen {
-                                let timed_out = cv.wait_for(&mut g, Duration::from_secs(10));
-                                assert!(!timed_out.timed_out(), "window never reopened");
-                            }
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
+                blocked += signal.write_all(&a, &mut msg);
             }
+            blocked
         })
     };
 
@@ -115,13 +74,75 @@ fn slow_receiver_blocks_the_writer_without_loss() {
             next += 1;
         }
     }
-    writer.join().unwrap();
+    let blocked = writer.join().unwrap();
     stop.store(true, Ordering::Release);
-    let windows_opened = a_reader.join().unwrap();
+    assert!(a_reader.join().unwrap().is_empty(), "b sent no data");
+    let windows_opened = signal.count();
     assert!(stream.is_empty());
-    let blocked = would_block.load(Ordering::Relaxed);
     assert!(blocked > 0, "the slow receiver never closed the window");
     assert!(windows_opened > 0);
     assert!(b.stats().pure_acks_sent > 0, "credits go back in pure ACKs");
     eprintln!("{rounds} receiver rounds, {blocked} WouldBlock, {windows_opened} window_opened");
+}
+
+/// Both sides write and read at once, each with a writer thread and a reader thread (the
+/// writer's `cut_from_iobufs` runs concurrently with the reader's `poll` on the same
+/// endpoint): both streams arrive intact.
+#[test]
+fn both_directions_at_once_with_concurrent_writer_and_reader() {
+    let cfg = EndpointConfig {
+        sq_size: 32,
+        rq_size: 32,
+        ..EndpointConfig::default()
+    };
+    let (a, b) = pair_with(&context(), &cfg, &context(), &cfg);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    let mut expected = Vec::new();
+    let mut progress = Vec::new();
+    for (seed, ep) in [(1u64, &a), (2, &b)] {
+        let signal = Arc::new(WindowSignal::default());
+        let got = Arc::new(AtomicUsize::new(0));
+        readers.push(spawn_reader(ep, &signal, &stop, &got));
+        progress.push(got);
+        let data = pattern(3 << 20, seed);
+        expected.push(data.clone());
+        let ep = ep.clone();
+        writers.push(std::thread::spawn(move || {
+            // Pieces of varied sizes, several per call.
+            let mut at = 0;
+            let mut i = 0;
+            while at < data.len() {
+                let mut bufs: Vec<IOBuf> = (0..3)
+                    .map(|k| {
+                        let n = (1 + (i * 7 + k) * 997 % 40_000).min(data.len() - at);
+                        let mut b = IOBuf::new();
+                        b.append(&data[at..at + n]);
+                        at += n;
+                        b
+                    })
+                    .collect();
+                i += 1;
+                for b in bufs.iter_mut() {
+                    signal.write_all(&ep, b);
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    let start = Instant::now();
+    // a's reader gets b's stream and the other way round.
+    while progress[0].load(Ordering::Acquire) < expected[1].len()
+        || progress[1].load(Ordering::Acquire) < expected[0].len()
+    {
+        check_deadline(start, "streams incomplete");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop.store(true, Ordering::Release);
+    let got: Vec<IOBuf> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(got[0].equals(&expected[1]), "b -> a differs");
+    assert!(got[1].equals(&expected[0]), "a -> b differs");
 }

@@ -6,7 +6,9 @@ mod common;
 
 use common::endpoint::*;
 use spindle_iobuf::IOBuf;
-use spindle_rdma::EndpointConfig;
+use spindle_rdma::{EndpointConfig, RdmaContext};
+use spindle_runtime::flags;
+use std::sync::Arc;
 
 #[test]
 fn five_mib_of_mixed_pieces_echoed() {
@@ -51,4 +53,43 @@ fn five_mib_of_mixed_pieces_echoed() {
     // zero-copy threshold may be copied into an IOBuf block of a's pool, which b cannot send).
     assert!(sb.zerocopy_sges >= sb.messages_received - 2, "{sb:?}");
     assert!(sb.bytes_copied_out < 1024, "{sb:?}");
+    drop((a, b));
+
+    // The same binary (the allocator is process-wide), after the test above: entries per
+    // message limited by `rdma_max_sge`, with registered and unregistered pieces alternating.
+    few_entries_per_message(&ca, &cb);
+}
+
+/// Registered pieces (appended into pool blocks) alternate with small keyless user memory;
+/// with `rdma_max_sge=2` every message holds at most one run of each, the fabric refusing any
+/// longer list. Also: `from_flags` follows `rdma_recv_block_type`.
+fn few_entries_per_message(ca: &Arc<RdmaContext>, cb: &Arc<RdmaContext>) {
+    flags::set("rdma_max_sge", "2").unwrap();
+    flags::set("rdma_recv_block_type", "large").unwrap();
+    let cfg = EndpointConfig::from_flags();
+    assert_eq!((cfg.recv_block_size, cfg.pool_block_size()), (65504, 65536));
+    let (a, b) = pair_with(ca, &cfg, cb, &cfg);
+    flags::set("rdma_max_sge", "0").unwrap();
+    flags::set("rdma_recv_block_type", "default").unwrap();
+
+    let mut out = IOBuf::new();
+    let mut expected = Vec::new();
+    for i in 0..400u64 {
+        let pooled = pattern(100 + (i as usize * 31) % 3000, i);
+        let plain = pattern(1 + (i as usize * 17) % 200, i + 1000);
+        out.append(&pooled);
+        out.append_user_data(plain.clone(), 0);
+        expected.extend_from_slice(&pooled);
+        expected.extend_from_slice(&plain);
+    }
+    let a_in = echo(&a, &b, &mut out, expected.len());
+    assert!(a_in.equals(&expected), "echo differs");
+    let sa = a.stats();
+    // Two entries at most: many more messages than 64 KiB blocks would need.
+    assert!(
+        sa.messages_sent >= 400,
+        "{} messages for 400 alternations",
+        sa.messages_sent
+    );
+    assert!(sa.zerocopy_sges > 0 && sa.bytes_copied_out > 0, "{sa:?}");
 }

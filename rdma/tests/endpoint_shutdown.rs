@@ -97,3 +97,83 @@ fn peer_gone_while_the_window_is_closed() {
     drop(b);
     until_broken(&a);
 }
+
+/// Completions no correct device produces break the connection with an error naming the
+/// violation, never a panic or a negative window.
+#[test]
+fn impossible_completions_break_the_connection() {
+    use spindle_rdma::verbs::{WcOpcode, WcStatus, WorkCompletion};
+    let wc = |wr_id, opcode, byte_len, imm_data| WorkCompletion {
+        wr_id,
+        status: WcStatus::Success,
+        opcode,
+        byte_len,
+        imm_data,
+        qp_num: 1,
+    };
+    let cases = [
+        (wc(9999, WcOpcode::Recv, 10, None), "unposted wr_id 9999"),
+        (
+            wc(5, WcOpcode::Send, 0, None),
+            "covers 5 sends, 0 in flight",
+        ),
+        (wc(0, WcOpcode::Recv, 9000, None), "9000 bytes"),
+        (wc(0, WcOpcode::RdmaWrite, 0, None), "unexpected RdmaWrite"),
+    ];
+    for (bad, what) in cases {
+        let (a, _b) = pair();
+        let e = a.on_completions(&[bad]).unwrap_err();
+        assert!(e.to_string().contains(what), "{e} (expected {what})");
+        let mut more = IOBuf::new();
+        more.append(b"x");
+        assert!(a.cut_from_iobufs(&mut [&mut more]).is_err());
+        let w = a.window();
+        assert!(w.remote_rq_window() <= w.local_capacity());
+    }
+}
+
+/// A raw queue pair posing as the peer breaks the protocol: more credits than it could owe,
+/// then (on a fresh connection) a message longer than the receive buffers.
+#[test]
+fn hostile_peer_breaks_the_connection() {
+    use common::qp_side::{QpShape, QpSide};
+    use spindle_rdma::verbs::RetryConfig;
+    use spindle_rdma::{EndpointConfig, PreparedEndpoint};
+    let peer = || {
+        QpSide::new(QpShape {
+            sq: 16,
+            rq: 16,
+            send_blocks: 4,
+            block: 16384,
+            cq: 64,
+            retry: RetryConfig::default(),
+        })
+    };
+    let ctx = context();
+    let connect = |side: &QpSide| {
+        let p = PreparedEndpoint::new(&ctx, &EndpointConfig::default()).unwrap();
+        side.connect_to(&p.local_hello());
+        p.connect(&side.hello(16384)).unwrap()
+    };
+    // Credits beyond the window (min(128, 16) - 3 = 13).
+    let side = peer();
+    let ep = connect(&side);
+    side.send(1, 0, &[], 1000, true, true);
+    let e = until_broken(&ep);
+    assert!(e.to_string().contains("credits"), "{e}");
+    // A message longer than the 8160-byte receive buffers.
+    let side = peer();
+    let ep = connect(&side);
+    side.send(1, 0, &[7u8; 9000], 0, true, true);
+    let e = until_broken(&ep);
+    assert!(
+        matches!(
+            e,
+            EndpointError::Completion {
+                status: spindle_rdma::verbs::WcStatus::LocalLengthError,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::backend;
 use crate::block_pool::BlockPool;
 use crate::verbs::{Device, ProtectionDomain};
 use parking_lot::RwLock;
-use spindle_iobuf::{BlockAllocator, BlockMemory, IOBuf};
+use spindle_iobuf::{BlockAllocator, BlockMemory, HeapAllocator, IOBuf};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::{Arc, OnceLock};
@@ -43,6 +43,9 @@ pub struct RdmaContext {
     pools: RwLock<Vec<Arc<BlockPool>>>,
     /// Set once this context's 8 KiB pool is the process's IOBuf allocator.
     iobuf_pool: OnceLock<Arc<BlockPool>>,
+    /// User memory registered by [`RdmaContext::register_user_data`] and still referenced:
+    /// `(start, len, lkey)`.
+    user_regions: RwLock<Vec<(u64, usize, u32)>>,
 }
 
 impl fmt::Debug for RdmaContext {
@@ -114,6 +117,7 @@ impl RdmaContext {
             },
             pools: RwLock::new(Vec::new()),
             iobuf_pool: OnceLock::new(),
+            user_regions: RwLock::new(Vec::new()),
         }))
     }
 
@@ -158,42 +162,125 @@ impl RdmaContext {
     /// allocated before): pieces are then copied into registered blocks when sent.
     pub fn install_iobuf_allocator(&self) -> Result<(), EndpointError> {
         let pool = self.pool(STAGING_BLOCK_SIZE)?;
-        spindle_iobuf::set_block_allocator(Box::new(SharedPool(pool.clone())))
+        let allocator = SharedPool {
+            heap: HeapAllocator::new(pool.block_size()),
+            pool: pool.clone(),
+        };
+        spindle_iobuf::set_block_allocator(Box::new(allocator))
             .map_err(|e| EndpointError::Config(format!("IOBuf allocator: {e}")))?;
         let _ = self.iobuf_pool.set(pool);
         Ok(())
     }
 
     /// The lkey under which the bytes at `addr` (a piece whose `meta` is `meta`) may be sent by
-    /// this context's queue pairs: `Some` only if they lie in one of its pools' regions and that
-    /// region's lkey is `meta`.
+    /// this context's queue pairs: `Some` only if they lie in one of its pools' regions or in
+    /// registered user memory, and that region's lkey is `meta`.
     pub(crate) fn registered_lkey(&self, addr: *const u8, meta: u64) -> Option<u32> {
         let lkey = u32::try_from(meta).ok().filter(|k| *k != 0)?;
-        self.pools
+        let in_pool = self
+            .pools
             .read()
             .iter()
-            .any(|p| p.lkey_of(addr) == Some(lkey))
-            .then_some(lkey)
+            .any(|p| p.lkey_of(addr) == Some(lkey));
+        let a = addr as u64;
+        let found = in_pool
+            || self
+                .user_regions
+                .read()
+                .iter()
+                .any(|&(start, len, key)| key == lkey && a >= start && a - start < len as u64);
+        found.then_some(lkey)
+    }
+
+    /// Registers the bytes of `owner` with this context's protection domain and returns them as
+    /// an IOBuf (a user block whose meta is the lkey), so this context's endpoints send them
+    /// without copying. The registration lives as long as the bytes are referenced (by this
+    /// IOBuf, pieces cut from it, or a send in flight); when the last reference drops, the
+    /// region is deregistered and then `owner` dropped. An empty `owner` gives an empty IOBuf.
+    pub fn register_user_data<T>(self: &Arc<Self>, owner: T) -> Result<IOBuf, EndpointError>
+    where
+        T: AsRef<[u8]> + Send + 'static,
+    {
+        let owner = Box::new(owner);
+        let bytes: &[u8] = (*owner).as_ref();
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        let mut buf = IOBuf::new();
+        if len == 0 {
+            return Ok(buf);
+        }
+        // SAFETY: the bytes live in the boxed owner, which is dropped only after the region
+        // (in the deleter below, or right here on failure); with no access rights beyond local
+        // reads the device never writes them.
+        let mr = unsafe {
+            self.pd
+                .register(ptr.cast_mut(), len, crate::verbs::Access::empty())
+        }?;
+        let (start, lkey) = (mr.addr(), mr.lkey());
+        self.user_regions.write().push((start, len, lkey));
+        let ctx = self.clone();
+        let deleter = move || {
+            // No new send may take the region, then it goes, then the memory.
+            ctx.user_regions
+                .write()
+                .retain(|&(s, _, k)| !(s == start && k == lkey));
+            drop(mr);
+            drop(owner);
+        };
+        // SAFETY: `ptr` is valid for `len` bytes until the deleter drops `owner` (a boxed value
+        // does not move), and nobody writes them: `T` only gives shared access and we keep the
+        // only box.
+        unsafe {
+            buf.append_user_data_raw(
+                NonNull::new(ptr.cast_mut()).expect("non-empty slices are not null"),
+                len,
+                u64::from(lkey),
+                deleter,
+            )
+        };
+        Ok(buf)
+    }
+
+    /// User memory regions still registered (see [`RdmaContext::register_user_data`]).
+    pub fn user_regions(&self) -> usize {
+        self.user_regions.read().len()
     }
 }
 
-/// A pool shared between a context and the IOBuf allocator hook.
-struct SharedPool(Arc<BlockPool>);
+/// A pool shared between a context and the IOBuf allocator hook. When the pool cannot grow
+/// (`rdma_memory_pool_max_regions` reached), blocks come from the heap instead of failing
+/// every IOBuf of the process; their meta is 0, so they are copied when sent.
+struct SharedPool {
+    pool: Arc<BlockPool>,
+    heap: HeapAllocator,
+}
 
-// SAFETY: every call forwards to the same `BlockPool`, which upholds the contract (blocks of a
-// constant size, handed out once until given back, deallocation from any thread).
+// SAFETY: blocks come from `pool` or `heap`, both sound allocators of the same constant block
+// size; a block goes back to the one that owns its address (the pool knows its regions, which
+// it never releases while blocks are out), so each allocator only sees its own blocks.
 unsafe impl BlockAllocator for SharedPool {
     fn block_size(&self) -> usize {
-        self.0.block_size()
+        self.pool.block_size()
     }
 
     fn allocate(&self) -> Option<BlockMemory> {
-        self.0.allocate()
+        self.pool.allocate().or_else(|| {
+            self.heap.allocate().map(|m| BlockMemory {
+                ptr: m.ptr,
+                meta: 0,
+            })
+        })
     }
 
     unsafe fn deallocate(&self, mem: BlockMemory) {
-        // SAFETY: forwarded from the caller: `mem` came from this pool's `allocate`.
-        unsafe { self.0.deallocate(mem) }
+        if self.pool.lkey_of(mem.ptr.as_ptr()).is_some() {
+            // SAFETY: forwarded from the caller; the address lies in the pool's regions, so
+            // `mem` came from the pool's `allocate`.
+            unsafe { self.pool.deallocate(mem) }
+        } else {
+            // SAFETY: forwarded from the caller; not the pool's, so the heap handed it out (with
+            // meta 0, which the heap allocator also uses).
+            unsafe { self.heap.deallocate(mem) }
+        }
     }
 }
 
@@ -253,5 +340,51 @@ impl Drop for PoolBlock {
     fn drop(&mut self) {
         // SAFETY: `mem` came from this pool's `allocate` and is not used after this.
         unsafe { self.pool.deallocate(self.mem) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fabric::FabricDevice;
+
+    #[test]
+    fn iobuf_allocator_falls_back_to_the_heap_when_the_pool_is_full() {
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        let ctx = RdmaContext::with_pool_sizing(dev, 4 * 8192, 8192, 1).unwrap();
+        let pool = ctx.pool(STAGING_BLOCK_SIZE).unwrap();
+        let shared = SharedPool {
+            heap: HeapAllocator::new(STAGING_BLOCK_SIZE),
+            pool: pool.clone(),
+        };
+        let blocks: Vec<BlockMemory> = (0..6).map(|_| shared.allocate().unwrap()).collect();
+        let keyed = blocks.iter().filter(|b| b.meta != 0).count();
+        assert_eq!(keyed, 4, "the pool's blocks carry their lkey");
+        for b in &blocks {
+            let lkey = ctx.registered_lkey(b.ptr.as_ptr(), b.meta);
+            assert_eq!(lkey.is_some(), b.meta != 0);
+        }
+        assert_eq!(pool.free_blocks(), 0);
+        for b in blocks {
+            // SAFETY: each block came from `shared` and is not used afterwards.
+            unsafe { shared.deallocate(b) };
+        }
+        assert_eq!(pool.free_blocks(), 4);
+        // A made-up key, or a real key for an address outside the region, is not trusted.
+        assert!(ctx.registered_lkey(std::ptr::null(), 1).is_none());
+    }
+
+    #[test]
+    fn pools_are_per_block_size_and_shared() {
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        let ctx = RdmaContext::with_pool_sizing(dev, 1 << 20, 1 << 20, 2).unwrap();
+        let a = ctx.pool(8192).unwrap();
+        let b = ctx.pool(65536).unwrap();
+        assert!(Arc::ptr_eq(&a, &ctx.pool(8192).unwrap()));
+        assert_eq!((a.block_size(), b.block_size()), (8192, 65536));
+        assert!(ctx.device().name().starts_with("spindle-fabric"));
+        assert!(format!("{ctx:?}").contains("pools: 2"));
+        let dev: Arc<dyn Device> = FabricDevice::open().unwrap();
+        assert!(RdmaContext::with_pool_sizing(dev, 1 << 20, 1 << 20, 0).is_err());
     }
 }

@@ -32,6 +32,18 @@
 //!   oldest first; an entry keeps the send's bytes alive (IOBuf references and copy blocks)
 //!   until the device is done with them.
 //! - Once `broken` is set, every call fails with it and nothing more is posted.
+//!
+//! # Known limits
+//!
+//! - `poll` returns only once the queue is empty after re-arming (a one-shot notification
+//!   gives no other safe place to stop); a peer sending as fast as this loop returns credits
+//!   keeps it going, with `dst` growing meanwhile (as brpc's `PollCq`).
+//! - One completion queue carries sends and receives and is armed for every completion;
+//!   brpc's separate receive queue armed for solicited completions only would wake the reader
+//!   less often on hardware.
+//! - If copy blocks run out with nothing posted, the writer gets `WouldBlock` and is woken by
+//!   the next completion batch; a send not yet covered by a signaled completion keeps its copy
+//!   blocks until one comes.
 
 mod recv;
 mod send;
@@ -99,12 +111,19 @@ pub struct EndpointStats {
 
 /// Resources allocated before the peer is known; see the module doc.
 pub struct PreparedEndpoint {
+    /// The context the resources come from.
     ctx: Arc<RdmaContext>,
+    /// The settings.
     cfg: EndpointConfig,
+    /// Send and receive completions.
     cq: Arc<dyn CompletionQueue>,
+    /// The queue pair, in INIT.
     qp: Arc<dyn QueuePair>,
+    /// Where receive blocks come from.
     recv_pool: Arc<BlockPool>,
+    /// The block posted under each receive `wr_id`.
     recv_slots: Vec<Option<PoolBlock>>,
+    /// Scatter/gather entries per send (`rdma_max_sge`).
     max_sge: u32,
     /// The resources moved into an [`RdmaEndpoint`] (dropping this must not fail the pair).
     handed_over: bool,
@@ -284,11 +303,17 @@ struct State {
 
 /// One connected RDMA connection; see the module doc.
 pub struct RdmaEndpoint {
+    /// The context the resources come from.
     ctx: Arc<RdmaContext>,
+    /// The settings.
     cfg: EndpointConfig,
+    /// Send and receive completions.
     cq: Arc<dyn CompletionQueue>,
+    /// The connected queue pair.
     qp: Arc<dyn QueuePair>,
+    /// Where receive blocks come from.
     recv_pool: Arc<BlockPool>,
+    /// Where copy blocks of the write path come from (8 KiB).
     staging_pool: Arc<BlockPool>,
     /// The peer's hello.
     remote: Hello,
@@ -296,6 +321,7 @@ pub struct RdmaEndpoint {
     max_message: usize,
     /// Scatter/gather entries per send.
     max_sge: usize,
+    /// Windows, in-flight sends, receive slots, queued bytes: see [`State`].
     state: Mutex<State>,
 }
 
@@ -314,6 +340,10 @@ impl RdmaEndpoint {
     /// Event mode, after a readiness event: acks the events, polls completions until none is
     /// left (at most `cqe_poll_once` per batch), re-arms, polls once more. Received bytes are
     /// appended to `dst` (also any queued by [`RdmaEndpoint::on_completions`]).
+    ///
+    /// On an error, bytes that arrived before it are still appended to `dst` (a peer that sent
+    /// its last message and closed looks like data followed by a failed completion): handle
+    /// them, then close.
     pub fn poll(&self, dst: &mut IOBuf) -> Result<PollOutcome, EndpointError> {
         let mut st = self.state.lock();
         if let Some(e) = &st.broken {
@@ -375,7 +405,7 @@ impl RdmaEndpoint {
     }
 
     /// Moves the bytes queued by [`RdmaEndpoint::on_completions`] to the end of `dst`; returns
-    /// how many.
+    /// how many. Works after the connection broke too (bytes that arrived before the error).
     pub fn take_received(&self, dst: &mut IOBuf) -> usize {
         let mut st = self.state.lock();
         let n = st.received.len();

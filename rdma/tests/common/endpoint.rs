@@ -6,6 +6,7 @@ use spindle_rdma::fabric::FabricDevice;
 use spindle_rdma::verbs::{wait_readable, Device};
 use spindle_rdma::{EndpointConfig, PreparedEndpoint, RdmaContext, RdmaEndpoint};
 use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -91,4 +92,75 @@ pub fn echo(a: &RdmaEndpoint, b: &RdmaEndpoint, out: &mut IOBuf, total: usize) -
         }
     }
     a_in
+}
+
+/// What a writer blocked on `WouldBlock` waits for: the reader bumps it on `window_opened`.
+#[derive(Default)]
+pub struct WindowSignal {
+    opened: parking_lot::Mutex<u64>,
+    cv: parking_lot::Condvar,
+}
+
+impl WindowSignal {
+    /// The reader saw `window_opened`.
+    pub fn notify(&self) {
+        *self.opened.lock() += 1;
+        self.cv.notify_all();
+    }
+
+    /// How many times so far.
+    pub fn count(&self) -> u64 {
+        *self.opened.lock()
+    }
+
+    /// Writes all of `buf`, waiting for the signal after each `WouldBlock` (taken before the
+    /// write, so a signal in between is not lost); returns how many times it blocked.
+    pub fn write_all(&self, ep: &RdmaEndpoint, buf: &mut IOBuf) -> u64 {
+        let mut blocked = 0;
+        let start = Instant::now();
+        while !buf.is_empty() {
+            check_deadline(start, "writer");
+            let seen = self.count();
+            match ep.cut_from_iobufs(&mut [buf]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    blocked += 1;
+                    let mut g = self.opened.lock();
+                    while *g == seen {
+                        let r = self.cv.wait_for(&mut g, Duration::from_secs(10));
+                        assert!(!r.timed_out(), "window never reopened");
+                    }
+                }
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        blocked
+    }
+}
+
+/// A reader thread for `ep` in event mode until `stop`: polls after each readiness, passes
+/// `window_opened` to `signal`, appends what arrives to the returned IOBuf and publishes its
+/// length in `progress`.
+pub fn spawn_reader(
+    ep: &Arc<RdmaEndpoint>,
+    signal: &Arc<WindowSignal>,
+    stop: &Arc<AtomicBool>,
+    progress: &Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<IOBuf> {
+    let (ep, signal, stop, progress) = (ep.clone(), signal.clone(), stop.clone(), progress.clone());
+    std::thread::spawn(move || {
+        let mut got = IOBuf::new();
+        while !stop.load(Ordering::Acquire) {
+            let _ = wait_readable(ep.completion_fd(), Duration::from_millis(5));
+            let out = ep.poll(&mut got).unwrap();
+            progress.store(got.len(), Ordering::Release);
+            let w = ep.window();
+            assert!(w.sq_window() <= w.local_capacity());
+            assert!(w.remote_rq_window() <= w.local_capacity());
+            if out.window_opened {
+                signal.notify();
+            }
+        }
+        got
+    })
 }

@@ -8,6 +8,8 @@ use crate::endpoint::EndpointError;
 use crate::verbs::{QueuePair, RecvWr, SendOp, SendWr, Sge, WorkCompletion};
 use spindle_iobuf::IOBuf;
 
+/// Posts `block` (its first `len` bytes) as receive `slot` and records it there; on failure the
+/// block goes back to the pool (the device never saw it).
 pub(super) fn post_recv(
     qp: &dyn QueuePair,
     slots: &mut [Option<PoolBlock>],

@@ -20,17 +20,22 @@ enum Slot {
     Registered(Sge),
     /// Copied from unregistered pieces (`parts[first..first + count]`) into a fresh block.
     Copy {
+        /// Index of its first range in [`MessagePlan::parts`].
         first: usize,
+        /// Number of ranges.
         count: usize,
+        /// Bytes in all of them (at most one block).
         len: usize,
     },
 }
 
 /// One message to post: its entries and length.
 struct MessagePlan {
+    /// The scatter/gather entries, in order.
     slots: Vec<Slot>,
     /// Unregistered ranges to copy, in order.
     parts: Vec<(*const u8, usize)>,
+    /// Bytes in the message.
     len: usize,
 }
 
@@ -38,7 +43,7 @@ impl RdmaEndpoint {
     /// Posts as much of `bufs` (front first) as the windows allow, as send-with-immediate
     /// messages of at most the peer's block size, and cuts exactly the bytes posted. `Ok(n > 0)`
     /// bytes posted (or `Ok(0)` if `bufs` are empty); `Err(WouldBlock)` when no window is open
-    /// (a later poll reports [`PollOutcome::window_opened`]); other errors: the connection is
+    /// (a later poll reports [`PollOutcome::window_opened`](super::PollOutcome::window_opened)); other errors: the connection is
     /// broken.
     pub fn cut_from_iobufs(&self, bufs: &mut [&mut IOBuf]) -> io::Result<usize> {
         let mut st = self.state.lock();
