@@ -40,6 +40,9 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[cfg(test)]
+mod tests;
+
 /// Most bytes looked at to decode a hello (a v2 hello declares at most 4096 bytes; a v3 one
 /// is well under this).
 const MAX_HELLO_PEEK: usize = 4096 + 8;
