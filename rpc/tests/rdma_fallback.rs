@@ -152,6 +152,30 @@ fn ack_without_ok_stays_tcp() {
 /// plays the bad server for the handshake, then forwards to a real TCP server).
 #[test]
 fn bad_server_hello_client_falls_back() {
+    // A v3 hello where a v2 one is expected.
+    let answer = Hello {
+        block_size: 8192,
+        sq_size: 128,
+        rq_size: 128,
+        qp_num: 9,
+        ..Hello::default()
+    };
+    proxied_fallback(
+        Some(encode_hello(HelloVersion::V3, &answer)),
+        opts().connect_timeout_ms,
+    );
+}
+
+/// A server that never answers the hello: after the connect deadline the client sends the ACK
+/// without OK and goes on over TCP.
+#[test]
+fn no_server_answer_client_falls_back_after_the_deadline() {
+    proxied_fallback(None, 300);
+}
+
+/// Runs a channel with `use_rdma` through a proxy that answers the hello with `answer` (or
+/// not at all), checks the ACK says no, then forwards to a TCP-only echo server.
+fn proxied_fallback(answer: Option<Vec<u8>>, connect_timeout_ms: i64) {
     rdma_common::setup_small_pools();
     let real = echo_server(ServerOptions::default());
     let real_addr = real.local_addr().unwrap();
@@ -162,16 +186,9 @@ fn bad_server_hello_client_falls_back() {
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let hello = read_n(&mut c, 40);
         assert_eq!(&hello[..4], b"RDMA");
-        // A v3 hello where a v2 one is expected.
-        let answer = Hello {
-            block_size: 8192,
-            sq_size: 128,
-            rq_size: 128,
-            qp_num: 9,
-            ..Hello::default()
-        };
-        c.write_all(&encode_hello(HelloVersion::V3, &answer))
-            .unwrap();
+        if let Some(answer) = answer {
+            c.write_all(&answer).unwrap();
+        }
         let ackb = read_n(&mut c, 4);
         assert!(!ack::decode(&ackb).unwrap(), "the client must not say OK");
         c.set_read_timeout(None).unwrap();
@@ -185,7 +202,14 @@ fn bad_server_hello_client_falls_back() {
         let _ = up2.shutdown(std::net::Shutdown::Both);
         t.join().unwrap();
     });
-    let ch = Channel::new(&proxy_addr.to_string(), rdma_opts()).unwrap();
+    let ch = Channel::new(
+        &proxy_addr.to_string(),
+        ChannelOptions {
+            connect_timeout_ms,
+            ..rdma_opts()
+        },
+    )
+    .unwrap();
     let s = EchoServiceStub::new(ch);
     for i in 0..10 {
         assert_eq!(echo(&s, &format!("p{i}")).unwrap(), format!("p{i}"));

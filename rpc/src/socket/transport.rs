@@ -3,7 +3,10 @@
 //!
 //! # States
 //!
-//! `Tcp` → (server: a hello was answered) `ServerAwaitingAck` → `Tcp` or `Rdma`;
+//! `Tcp` → (server: a hello was cut) `ServerHelloReceived` → (its answer was written)
+//! `ServerAwaitingAck` → (the ACK was cut) `Tcp` or `Rdma`; an ACK that arrives before the
+//! answer (a client that gave up waiting) is taken in `ServerHelloReceived` too, and the answer
+//! is then never written;
 //! `Tcp` → (client: a hello was sent) `ClientAwaitingHello` → `Tcp` or `Rdma`. `Rdma` is final:
 //! the endpoint is set once (a `OnceLock`) before the state says `Rdma` (Release), so a writer
 //! or reader that sees `Rdma` sees the endpoint.
@@ -13,10 +16,10 @@
 //! - **Write** (`write::drain`): [`RdmaEndpoint::cut_from_iobufs`] instead of `writev`;
 //!   `WouldBlock` (no window) waits on the socket's `EPOLLOUT` butex, which the reader (event
 //!   mode) or the poller (polling mode) bumps when a completion opens the window.
-//! - **Read** ([`Transport::read`], called by the input messenger): the TCP fd is still read —
-//!   EOF or a reset closes the connection, any byte is a protocol error — then the endpoint
-//!   fills the read buffer: event mode `poll` (ack, poll, re-arm, poll again), polling mode
-//!   `take_received`.
+//! - **Read** ([`Transport::read`], called by the input messenger): the endpoint fills the read
+//!   buffer — event mode `poll` (ack, poll, re-arm, poll again), polling mode `take_received` —
+//!   and once it has nothing more the TCP fd is read: EOF or a reset closes the connection, any
+//!   byte is a protocol error, `EAGAIN` ends the round.
 //! - **Completions**: event mode registers [`RdmaEndpoint::completion_fd`] in the socket's
 //!   event dispatcher with the socket id as epoll data, so a completion starts the socket's
 //!   reader like any input event. Polling mode (`rdma_use_polling`) adds the endpoint's
@@ -44,6 +47,8 @@ use std::time::Instant;
 pub enum TransportState {
     /// Plain TCP (also the state after any fallback).
     Tcp,
+    /// Server: a client's hello was cut and is being answered; the next 4 bytes are its ACK.
+    ServerHelloReceived,
     /// Server: our hello was written; the next 4 bytes are the client's ACK.
     ServerAwaitingAck,
     /// Client: our hello was written; the next bytes are the server's hello.
@@ -56,6 +61,7 @@ const TCP: u8 = 0;
 const SERVER_AWAITING_ACK: u8 = 1;
 const CLIENT_AWAITING_HELLO: u8 = 2;
 const RDMA: u8 = 3;
+const SERVER_HELLO_RECEIVED: u8 = 4;
 
 /// The handshake's hand-over slots.
 #[derive(Default)]
@@ -71,8 +77,11 @@ struct Handshake {
 
 /// A socket's transport. See the module doc.
 pub struct Transport {
-    /// `TCP`, `SERVER_AWAITING_ACK`, `CLIENT_AWAITING_HELLO` or `RDMA`.
+    /// `TCP`, `SERVER_HELLO_RECEIVED`, `SERVER_AWAITING_ACK`, `CLIENT_AWAITING_HELLO` or
+    /// `RDMA`.
     state: AtomicU8,
+    /// This is a channel's connection that sent a hello (a hello it reads is a late answer).
+    client: AtomicBool,
     /// Set once, before `state` becomes `RDMA`.
     endpoint: OnceLock<Arc<RdmaEndpoint>>,
     /// Completions are reaped by pollers (else by the dispatcher through the completion fd).
@@ -99,6 +108,7 @@ impl Default for Transport {
     fn default() -> Self {
         Transport {
             state: AtomicU8::new(TCP),
+            client: AtomicBool::new(false),
             endpoint: OnceLock::new(),
             polling: AtomicBool::new(false),
             handshake: Mutex::new(Handshake::default()),
@@ -130,6 +140,7 @@ impl Transport {
     /// The current state.
     pub fn state(&self) -> TransportState {
         match self.state.load(Ordering::Acquire) {
+            SERVER_HELLO_RECEIVED => TransportState::ServerHelloReceived,
             SERVER_AWAITING_ACK => TransportState::ServerAwaitingAck,
             CLIENT_AWAITING_HELLO => TransportState::ClientAwaitingHello,
             RDMA => TransportState::Rdma,
@@ -158,21 +169,50 @@ impl Transport {
         }
     }
 
+    /// Server (reader side): a hello was cut on this socket; `false` if this is a client's
+    /// connection (then the hello is a late answer, to drop) or a handshake already ran.
+    pub(crate) fn server_hello_cut(&self) -> bool {
+        !self.client.load(Ordering::Acquire)
+            && self
+                .state
+                .compare_exchange(
+                    TCP,
+                    SERVER_HELLO_RECEIVED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
     /// Server: our hello is about to be written; the next 4 bytes are the ACK. `endpoint` is
-    /// the one to switch to on an OK ACK (`None` after a refusal).
-    pub(crate) fn server_await_ack(&self, endpoint: Option<Arc<RdmaEndpoint>>) {
+    /// the one to switch to on an OK ACK (`None` after a refusal). Returns `false` (and shuts
+    /// `endpoint` down) when the client's ACK came first: the answer must not be written.
+    pub(crate) fn server_await_ack(&self, endpoint: Option<Arc<RdmaEndpoint>>) -> bool {
         self.lock().server_endpoint = endpoint;
-        self.state.store(SERVER_AWAITING_ACK, Ordering::Release);
+        let ok = self
+            .state
+            .compare_exchange(
+                SERVER_HELLO_RECEIVED,
+                SERVER_AWAITING_ACK,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if !ok {
+            if let Some(ep) = self.lock().server_endpoint.take() {
+                ep.shutdown();
+            }
+        }
+        ok
     }
 
     /// Server (reader side): the ACK was cut; the bytes after it are not an ACK.
     pub(crate) fn server_ack_parsed(&self) {
-        let _ = self.state.compare_exchange(
-            SERVER_AWAITING_ACK,
-            TCP,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        for from in [SERVER_AWAITING_ACK, SERVER_HELLO_RECEIVED] {
+            let _ = self
+                .state
+                .compare_exchange(from, TCP, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 
     /// Server: the ACK was processed; returns the endpoint to switch to (if any).
@@ -183,6 +223,7 @@ impl Transport {
 
     /// Client: our hello (of `version`) is about to be written.
     pub(crate) fn client_expect_hello(&self, version: HelloVersion) {
+        self.client.store(true, Ordering::Release);
         {
             let mut h = self.lock();
             h.client_version = Some(version);
@@ -283,22 +324,6 @@ impl Transport {
         let Some(ep) = self.rdma_endpoint() else {
             return portal.append_from_fd(s.fd(), max);
         };
-        let mut probe = [0u8; 64];
-        // SAFETY: reads at most `probe.len()` bytes into the live stack buffer `probe`.
-        let n = unsafe { libc::read(s.fd(), probe.as_mut_ptr().cast(), probe.len()) };
-        if n == 0 {
-            return Ok(0);
-        }
-        if n > 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{n} bytes arrived over TCP after the switch to RDMA"),
-            ));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::WouldBlock {
-            return Err(e);
-        }
         if let Some(why) = self
             .completion_error
             .lock()
@@ -318,11 +343,23 @@ impl Transport {
             }
             outcome.bytes_received
         };
-        if got == 0 {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(got)
+        if got > 0 {
+            return Ok(got);
         }
+        // The endpoint is drained: only now look at the TCP fd (one syscall per read round).
+        let mut probe = [0u8; 64];
+        // SAFETY: reads at most `probe.len()` bytes into the live stack buffer `probe`.
+        let n = unsafe { libc::read(s.fd(), probe.as_mut_ptr().cast(), probe.len()) };
+        if n == 0 {
+            return Ok(0);
+        }
+        if n > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{n} bytes arrived over TCP after the switch to RDMA"),
+            ));
+        }
+        Err(io::Error::last_os_error())
     }
 
     /// The socket failed: shut the endpoint down and stop watching its completions.

@@ -60,6 +60,9 @@ pub enum HandshakeMessage {
     Ack(bool),
     /// Client side: the server's answer to our hello, or why it does not decode.
     Reply(Result<DecodedHello, String>),
+    /// A hello on a connection that already had its handshake (or a client's connection that
+    /// stopped waiting): dropped.
+    LateHello,
 }
 
 /// A handshake message and the socket it came from.
@@ -163,7 +166,7 @@ impl Protocol for RdmaHandshake {
         let s = socket::address(ctx.socket_id);
         let t = s.as_ref().map(|s| &s.transport);
         match t.map(|t| t.state()) {
-            Some(TransportState::ServerAwaitingAck) => {
+            Some(TransportState::ServerAwaitingAck | TransportState::ServerHelloReceived) => {
                 let r = Self::parse_ack(source, ctx);
                 if r.is_ok() {
                     // What follows is not an ACK, whatever the processing fiber does.
@@ -192,7 +195,13 @@ impl Protocol for RdmaHandshake {
                 let head = peek(source, MAX_HELLO_PEEK);
                 let d = parse_hello(&head).map_err(wrong)?;
                 source.pop_front(d.consumed);
-                message(ctx, HandshakeMessage::Hello(d))
+                // From now on the next 4 bytes are the ACK, even if it comes before our answer
+                // (a client that gave up waiting). A client's socket: a late answer, dropped.
+                if t.is_some_and(|t| t.server_hello_cut()) {
+                    message(ctx, HandshakeMessage::Hello(d))
+                } else {
+                    message(ctx, HandshakeMessage::LateHello)
+                }
             }
         }
     }
@@ -230,6 +239,7 @@ impl Protocol for RdmaHandshake {
                 ErrorCode::Request,
                 "an RDMA hello reply arrived on a server connection",
             )),
+            HandshakeMessage::LateHello => Ok(()),
         }
     }
 
@@ -244,7 +254,7 @@ impl Protocol for RdmaHandshake {
             HandshakeMessage::Reply(_) => {}
             // A hello that arrived after the client stopped waiting (it timed out and sent a
             // negative ACK): nothing to do.
-            HandshakeMessage::Hello(_) => {}
+            HandshakeMessage::Hello(_) | HandshakeMessage::LateHello => {}
             HandshakeMessage::Ack(_) => {
                 return Err(RpcError::new(
                     ErrorCode::Request,
@@ -301,8 +311,12 @@ fn server_answer(s: &SocketHandle, hello: DecodedHello, allow: bool) {
             (encode_refusal(version), None)
         }
     };
-    // The state must say "ACK next" before the client can see our hello.
-    s.transport.server_await_ack(endpoint);
+    // The state must say "ACK next" before the client can see our hello; if the client's ACK
+    // came already (it gave up waiting), it must not see one at all.
+    if !s.transport.server_await_ack(endpoint) {
+        trace(|| format!("connection {}: the ACK came before the answer", s.id()));
+        return;
+    }
     if Socket::write(s, IOBuf::from(reply)).is_err() {
         // The socket failed: `set_failed` shut down whatever endpoint it found; make sure.
         s.transport.on_failed(s.id());
