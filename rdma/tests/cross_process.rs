@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::child::{read_hello, spawn_child, wait_child};
+use common::child::{child_connect, read_hello, spawn_child, wait_child};
 use common::qp_side::{QpShape, QpSide};
 use spindle_rdma::handshake::{self, ack, HelloVersion};
 use spindle_rdma::verbs::*;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 
 use std::time::Duration;
 
@@ -43,15 +43,9 @@ fn side() -> QpSide {
 /// The client: runs only in the child process.
 #[test]
 fn child_client() {
-    let Ok(port) = std::env::var(CHILD_ENV) else {
+    let Some((mut sock, version)) = child_connect(CHILD_ENV, VERSION_ENV, WAIT) else {
         return; // not the child: nothing to do
     };
-    let version = match std::env::var(VERSION_ENV).as_deref() {
-        Ok("3") => HelloVersion::V3,
-        _ => HelloVersion::V2,
-    };
-    let mut sock = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-    sock.set_read_timeout(Some(WAIT)).unwrap();
     let ep = side();
     sock.write_all(&handshake::encode_hello(
         version,

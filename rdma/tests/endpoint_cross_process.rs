@@ -7,14 +7,15 @@
 
 mod common;
 
-use common::child::{read_hello, spawn_child, wait_child};
+use common::child::{child_connect, read_hello, spawn_child, wait_child};
 use common::endpoint::{pattern, write_some, DEADLINE};
 use spindle_iobuf::IOBuf;
 use spindle_rdma::handshake::{self, ack, HelloVersion};
 use spindle_rdma::verbs::wait_readable;
 use spindle_rdma::{EndpointConfig, PreparedEndpoint, RdmaContext, RdmaEndpoint};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CHILD_ENV: &str = "SPINDLE_RDMA_EP_CHILD_PORT";
@@ -50,15 +51,9 @@ fn run(ep: &RdmaEndpoint, what: &str, mut step: impl FnMut(&RdmaEndpoint) -> boo
 /// The client: runs only in the child process.
 #[test]
 fn child_client() {
-    let Ok(port) = std::env::var(CHILD_ENV) else {
+    let Some((mut sock, version)) = child_connect(CHILD_ENV, VERSION_ENV, DEADLINE) else {
         return; // not the child: nothing to do
     };
-    let version = match std::env::var(VERSION_ENV).as_deref() {
-        Ok("3") => HelloVersion::V3,
-        _ => HelloVersion::V2,
-    };
-    let mut sock = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
-    sock.set_read_timeout(Some(DEADLINE)).unwrap();
     let prepared = endpoint();
     sock.write_all(&handshake::encode_hello(version, &prepared.local_hello()))
         .unwrap();
@@ -120,7 +115,17 @@ fn serve_one(version: &str) {
         let mut done = [0u8; 1];
         echoed == total && matches!(sock.read(&mut done), Ok(1))
     });
-    assert!(ep.stats().zerocopy_blocks > 0);
+    // The global context installed its pool as the IOBuf allocator before any IOBuf block was
+    // allocated here: blocks handed over and bytes copied out of small messages alike are
+    // registered, so the echo copies nothing.
+    let stats = ep.stats();
+    assert!(stats.zerocopy_blocks > 0, "{stats:?}");
+    assert_eq!(stats.bytes_copied_out, 0, "{stats:?}");
+    let ctx = RdmaContext::global().unwrap();
+    assert!(Arc::ptr_eq(ctx, RdmaContext::global().unwrap()));
+    let mut fresh = IOBuf::new();
+    fresh.append(b"registered");
+    assert!(fresh.pieces().all(|p| p.meta() != 0));
     ep.shutdown();
     drop(sock);
     let out = wait_child(child, DEADLINE);

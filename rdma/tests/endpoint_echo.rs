@@ -97,3 +97,24 @@ fn refused_hellos() {
     let e = PreparedEndpoint::new(&ctx, &bad_cfg).unwrap_err();
     assert!(e.to_string().contains("rdma_sq_size"), "{e}");
 }
+
+/// `rdma_recv_block_type=huge`: 2 MiB receive blocks; a message gathers up to 16 entries, so
+/// copied pieces (8 KiB copy blocks) make messages of up to 128 KiB.
+#[test]
+fn echo_with_huge_receive_blocks() {
+    let cfg = EndpointConfig {
+        sq_size: 16,
+        rq_size: 16,
+        recv_block_size: 2 * 1024 * 1024 - 32,
+        ..EndpointConfig::default()
+    };
+    assert_eq!(cfg.pool_block_size(), 2 << 20);
+    let (a, b) = pair_with(&context(), &cfg, &context(), &cfg);
+    let payload = pattern(3 << 20, 11);
+    let mut out = IOBuf::new();
+    out.append(&payload);
+    let back = echo(&a, &b, &mut out, payload.len());
+    assert!(back.equals(&payload));
+    let sa = a.stats();
+    assert!(sa.messages_sent >= 24 && sa.messages_sent < 100, "{sa:?}");
+}

@@ -20,6 +20,24 @@ pub fn spawn_child(test: &str, env: &[(&str, &str)]) -> Child {
     cmd.spawn().unwrap()
 }
 
+/// In the child (`port_env` set): connects to the parent's loopback port, with reads timing
+/// out after `wait`, and returns the hello version `version_env` asks for ("3", else v2).
+/// `None` in the parent.
+pub fn child_connect(
+    port_env: &str,
+    version_env: &str,
+    wait: Duration,
+) -> Option<(TcpStream, HelloVersion)> {
+    let port = std::env::var(port_env).ok()?;
+    let version = match std::env::var(version_env).as_deref() {
+        Ok("3") => HelloVersion::V3,
+        _ => HelloVersion::V2,
+    };
+    let sock = TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap();
+    sock.set_read_timeout(Some(wait)).unwrap();
+    Some((sock, version))
+}
+
 /// Waits at most `wait` for the child to exit successfully (kills it otherwise); its stdout.
 pub fn wait_child(mut child: Child, wait: Duration) -> String {
     let deadline = Instant::now() + wait;
