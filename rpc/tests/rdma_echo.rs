@@ -111,3 +111,37 @@ fn connections_page_shows_rdma() {
     assert!(page.contains("transport"), "{page}");
     assert!(page.contains("rdma qp="), "{page}");
 }
+
+/// Pooled and short connections handshake on every new connection and run over RDMA too.
+#[test]
+fn pooled_and_short_connections_over_rdma() {
+    use spindle_rpc::protocol::ConnectionType;
+    let server = rdma_server();
+    for ty in [ConnectionType::Pooled, ConnectionType::Short] {
+        let s = Arc::new(stub(
+            &server,
+            ChannelOptions {
+                connection_type: Some(ty),
+                ..rdma_opts()
+            },
+        ));
+        let handles: Vec<_> = (0..4)
+            .map(|f| {
+                let s = s.clone();
+                spindle_runtime::spawn(move || {
+                    for i in 0..10 {
+                        let m = format!("{ty}/{f}/{i}");
+                        assert_eq!(echo(&s, &m).unwrap(), m);
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+    let port = server.local_addr().unwrap().port();
+    let t = transports_of(port);
+    assert!(!t.is_empty(), "pooled connections stay open");
+    assert!(t.iter().all(|t| t.starts_with("rdma")), "{t:?}");
+}
