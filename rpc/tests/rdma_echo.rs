@@ -139,9 +139,11 @@ fn pooled_and_short_connections_over_rdma() {
         for h in handles {
             h.join().unwrap();
         }
+        if ty == ConnectionType::Pooled {
+            // The idle pooled connections (both ends) are open while the channel lives.
+            let t = transports_of(server.local_addr().unwrap().port());
+            assert!(!t.is_empty(), "pooled connections stay open");
+            assert!(t.iter().all(|t| t.starts_with("rdma")), "{t:?}");
+        }
     }
-    let port = server.local_addr().unwrap().port();
-    let t = transports_of(port);
-    assert!(!t.is_empty(), "pooled connections stay open");
-    assert!(t.iter().all(|t| t.starts_with("rdma")), "{t:?}");
 }

@@ -330,14 +330,17 @@ impl Transport {
             .unwrap_or_else(|e| e.into_inner())
             .take()
         {
-            return Err(io::Error::other(why));
+            return Err(peer_closed(s).unwrap_or_else(|| io::Error::other(why)));
         }
         let got = if self.polling.load(Ordering::Relaxed) {
             ep.take_received(portal)
         } else {
-            let outcome = ep
-                .poll(portal)
-                .map_err(|e| io::Error::other(e.to_string()))?;
+            let outcome = match ep.poll(portal) {
+                Ok(o) => o,
+                Err(e) => {
+                    return Err(peer_closed(s).unwrap_or_else(|| io::Error::other(e.to_string())))
+                }
+            };
             if outcome.window_opened {
                 s.write.wake_writers();
             }
@@ -377,6 +380,23 @@ impl Transport {
             event_dispatcher::deregister(ep.completion_fd(), id);
         }
     }
+}
+
+/// After an endpoint error: whether the peer closed the TCP connection (its queue pair then
+/// flushes ours), reported as a reset so that the messenger closes without a log line.
+fn peer_closed(s: &SocketHandle) -> Option<io::Error> {
+    let mut probe = [0u8; 1];
+    // SAFETY: peeks at most one byte into the live stack buffer `probe`.
+    let n = unsafe {
+        libc::recv(
+            s.fd(),
+            probe.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let reset = n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::ConnectionReset;
+    (n == 0 || reset).then(|| io::ErrorKind::ConnectionReset.into())
 }
 
 /// Polling mode: what the poller does with one batch of socket `id`'s completions.
