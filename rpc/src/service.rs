@@ -75,6 +75,10 @@ pub struct CallContext {
     /// Client: this call's deadline in ms, overriding the channel's `timeout_ms` (brpc
     /// `Controller::set_timeout_ms`); `<= 0` = none. Server: unused.
     pub timeout_ms: Option<i64>,
+    /// Client: a handle another thread or fiber may cancel this call with, synchronous calls
+    /// included (brpc's `StartCancel(cntl.call_id())`); see
+    /// [`CancelHandle`](crate::channel::CancelHandle). Server: unused.
+    pub cancel: Option<crate::channel::CancelHandle>,
 }
 
 /// A service a server can dispatch to; implemented by generated `FooServer` adapters.

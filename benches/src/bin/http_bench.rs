@@ -13,6 +13,13 @@
 //! they share the machine's noise; the best round of each is reported, as
 //! `RESULT http_echo spindle=<qps> hyper=<qps> ratio=<spindle/hyper> unit=req/s better=higher`.
 //!
+//! Both servers live in this process and only one is loaded at a time, so the process's CPU
+//! time (user + system, `getrusage`) during a wrk run is, to within the idle cost of the other
+//! server, the CPU the loaded server spent: printed per request for every run, and as
+//! `RESULT http_echo_cpu spindle=<us> hyper=<us> ratio=<spindle/hyper> unit=us/req
+//! better=lower` (the median of the rounds). On a shared machine this is steadier than QPS.
+//! `--only spindle` (or `hyper`) loads one server only (e.g. under `perf record`).
+//!
 //! Workers: `--workers` (default: number of cores) for both: Spindle's `fiber_concurrency`
 //! (set before the first spawn), tokio's `worker_threads`. wrk runs `--wrk-threads` threads
 //! (default 1) and `--connections` connections on the same machine, so on a small machine it
@@ -49,6 +56,44 @@ struct Args {
     /// Request (and response) body bytes.
     #[arg(long, default_value_t = 64)]
     body: usize,
+    /// Load only this server (`spindle` or `hyper`); both by default.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// CPU time (user + system) this process used so far.
+fn cpu_time() -> Duration {
+    // SAFETY: `getrusage` fills the zeroed struct we pass; RUSAGE_SELF is always valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// One measured wrk run: requests per second and CPU microseconds per request.
+#[derive(Debug, Clone, Copy, Default)]
+struct Run {
+    qps: f64,
+    cpu_us: f64,
+}
+
+/// [`wrk`] with the process's CPU time around it.
+fn measure(addr: SocketAddr, args: &Args, seconds: u64, script: &std::path::Path) -> Run {
+    let c0 = cpu_time();
+    let (qps, requests) = wrk_requests(addr, args, seconds, script);
+    let cpu = cpu_time().saturating_sub(c0);
+    Run {
+        qps,
+        cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Starts the Spindle server; it lives until the process exits.
@@ -116,6 +161,16 @@ fn start_hyper(workers: usize) -> SocketAddr {
 
 /// Runs wrk against `addr` and returns requests per second.
 fn wrk(addr: SocketAddr, args: &Args, seconds: u64, script: &std::path::Path) -> f64 {
+    wrk_requests(addr, args, seconds, script).0
+}
+
+/// Runs wrk against `addr`: requests per second and requests completed.
+fn wrk_requests(
+    addr: SocketAddr,
+    args: &Args,
+    seconds: u64,
+    script: &std::path::Path,
+) -> (f64, u64) {
     let out = Command::new("wrk")
         .arg(format!("-t{}", args.wrk_threads))
         .arg(format!("-c{}", args.connections))
@@ -139,13 +194,23 @@ fn wrk(addr: SocketAddr, args: &Args, seconds: u64, script: &std::path::Path) ->
     if let Some(e) = errors {
         eprintln!("http_bench: wrk reported: {}", e.trim());
     }
-    text.lines()
+    let qps = text
+        .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| {
             eprintln!("http_bench: no Requests/sec in wrk's output:\n{text}");
             std::process::exit(1);
+        });
+    // "  123456 requests in 5.00s, 9.87MB read"
+    let requests = text
+        .lines()
+        .find_map(|l| {
+            let (n, rest) = l.trim().split_once(' ')?;
+            rest.starts_with("requests in").then(|| n.parse().ok())?
         })
+        .unwrap_or((qps * seconds as f64) as u64);
+    (qps, requests)
 }
 
 fn main() {
@@ -187,6 +252,15 @@ fn main() {
         .expect("write the wrk script");
     }
 
+    let (run_s, run_h) = match args.only.as_deref() {
+        None => (true, true),
+        Some("spindle") => (true, false),
+        Some("hyper") => (false, true),
+        Some(other) => {
+            eprintln!("http_bench: --only {other}: expected spindle or hyper");
+            std::process::exit(2);
+        }
+    };
     let spindle = start_spindle();
     let hyper = start_hyper(workers);
     println!(
@@ -194,33 +268,63 @@ fn main() {
         args.wrk_threads, args.connections, args.body
     );
     // Warm both up (connections, caches, lazily started threads).
-    wrk(spindle, &args, 1, &script);
-    wrk(hyper, &args, 1, &script);
+    if run_s {
+        wrk(spindle, &args, 1, &script);
+    }
+    if run_h {
+        wrk(hyper, &args, 1, &script);
+    }
     std::thread::sleep(Duration::from_millis(200));
 
     let (mut best_s, mut best_h) = (0f64, 0f64);
+    let (mut cpu_s, mut cpu_h) = (Vec::new(), Vec::new());
     println!(
-        "{:>6} {:>14} {:>14}",
-        "round", "spindle req/s", "hyper req/s"
+        "{:>6} {:>14} {:>14} {:>16} {:>16}",
+        "round", "spindle req/s", "hyper req/s", "spindle cpu us/r", "hyper cpu us/r"
     );
+    let run = |on: bool, addr| {
+        if on {
+            measure(addr, &args, seconds, &script)
+        } else {
+            Run::default()
+        }
+    };
     for round in 0..rounds {
         // Alternate who goes first.
         let (s, h) = if round % 2 == 0 {
-            let s = wrk(spindle, &args, seconds, &script);
-            (s, wrk(hyper, &args, seconds, &script))
+            let s = run(run_s, spindle);
+            (s, run(run_h, hyper))
         } else {
-            let h = wrk(hyper, &args, seconds, &script);
-            (wrk(spindle, &args, seconds, &script), h)
+            let h = run(run_h, hyper);
+            (run(run_s, spindle), h)
         };
-        println!("{:>6} {s:>14.0} {h:>14.0}", round + 1);
-        best_s = best_s.max(s);
-        best_h = best_h.max(h);
+        println!(
+            "{:>6} {:>14.0} {:>14.0} {:>16.2} {:>16.2}",
+            round + 1,
+            s.qps,
+            h.qps,
+            s.cpu_us,
+            h.cpu_us
+        );
+        best_s = best_s.max(s.qps);
+        best_h = best_h.max(h.qps);
+        cpu_s.push(s.cpu_us);
+        cpu_h.push(h.cpu_us);
     }
     let _ = std::fs::remove_file(&script);
-    println!("{:>6} {best_s:>14.0} {best_h:>14.0}", "best");
+    let (cpu_s, cpu_h) = (median(cpu_s), median(cpu_h));
+    println!(
+        "{:>6} {best_s:>14.0} {best_h:>14.0} {cpu_s:>16.2} {cpu_h:>16.2}",
+        "result"
+    );
+    println!("(req/s: the best round; cpu: the median round)");
     println!(
         "RESULT http_echo spindle={best_s:.0} hyper={best_h:.0} ratio={:.3} unit=req/s better=higher",
         best_s / best_h.max(1.0)
+    );
+    println!(
+        "RESULT http_echo_cpu spindle={cpu_s:.2} hyper={cpu_h:.2} ratio={:.3} unit=us/req better=lower",
+        cpu_s / cpu_h.max(1e-9)
     );
     std::process::exit(0);
 }

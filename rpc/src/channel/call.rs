@@ -196,9 +196,15 @@ impl CallId {
     }
 }
 
-/// Starts a call: creates its id, arms the deadline and backup timers, and sends the first
+/// Starts a call: creates its id, arms the deadline and backup timers, binds it to `cancel`
+/// (a cancelled handle ends it with `ECANCELED` before anything is sent) and sends the first
 /// attempt (on the caller: it may park while connecting). `done` runs exactly once.
-pub(crate) fn start(plan: CallPlan, backup_ms: Option<i64>, done: Done) -> CallId {
+pub(crate) fn start(
+    plan: CallPlan,
+    backup_ms: Option<i64>,
+    done: Done,
+    cancel: Option<&super::CancelHandle>,
+) -> CallId {
     let range = (plan.max_retry.saturating_add(2)).min(MAX_RANGE);
     let finished = Arc::new(Finished::default());
     let deadline = plan.deadline;
@@ -240,8 +246,13 @@ pub(crate) fn start(plan: CallPlan, backup_ms: Option<i64>, done: Done) -> CallI
         }
         reserve(&mut g)
     };
+    let call = CallId { id, finished };
+    if cancel.is_some_and(|h| !h.bind(&call)) {
+        call.cancel();
+        return call;
+    }
     issue(first, plan);
-    CallId { id, finished }
+    call
 }
 
 /// Reserves the next attempt's version (the caller checked that one is left) and lists the

@@ -30,11 +30,13 @@
 //! (a connect parks the caller on the socket's `EPOLLOUT` butex, `connect_timeout_ms`).
 
 mod call;
+mod cancel;
 mod connection;
 mod health_check;
 mod http_call;
 
 pub use call::{CallId, CallResult};
+pub use cancel::CancelHandle;
 pub use health_check::HEALTH_CHECK_INTERVAL;
 
 use crate::builtin::method_status::ClientCall;
@@ -370,6 +372,7 @@ impl Channel {
                 plan,
                 self.inner.options.backup_request_ms,
                 Box::new(move |r| w.set(r)),
+                ctx.cancel.as_ref(),
             );
             waiter.wait()
         });
@@ -391,7 +394,12 @@ impl Channel {
     ) -> CallId {
         let done = ClientCall::start(method.service, method.name).wrap(done);
         match self.plan(method, ctx, request) {
-            Ok(plan) => call::start(plan, self.inner.options.backup_request_ms, Box::new(done)),
+            Ok(plan) => call::start(
+                plan,
+                self.inner.options.backup_request_ms,
+                Box::new(done),
+                ctx.cancel.as_ref(),
+            ),
             Err(e) => {
                 done(Err(e));
                 CallId::ended()

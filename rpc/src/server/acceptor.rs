@@ -30,8 +30,9 @@ impl InputHandler for Acceptor {
                         continue;
                     }
                     crate::socket::socket::set_int_opt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
-                    match Socket::create(fd, peer, self.server.messenger(), false) {
-                        Ok(s) => self.server.add_connection(s.id()),
+                    let (messenger, activity) = self.server.messenger();
+                    match Socket::create(fd, peer, messenger, false) {
+                        Ok(s) => self.server.add_connection(s.id(), activity),
                         Err(e) => {
                             eprintln!("spindle-rpc: cannot serve connection from {peer:?}: {e}")
                         }

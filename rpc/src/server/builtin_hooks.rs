@@ -43,8 +43,9 @@ pub(super) fn add_pages(server: &mut Server) {
         for method in ["GET", "HEAD"] {
             let w: Weak<ServerInner> = weak.clone();
             let serve = move |req: &HttpRequest| builtin::serve(&w, page, req);
-            // An overlap is the user's own handler for that path: it wins.
-            let _ = server.add_http_handler(method, page.pattern, serve);
+            // An overlap is the user's own handler for that path: it wins. Pages are not
+            // counted in `max_concurrency` (brpc's builtin services are not either).
+            let _ = server.add_route(method, page.pattern, Arc::new(serve), true);
         }
     }
 }
@@ -82,6 +83,9 @@ pub(super) fn on_start(inner: &Arc<ServerInner>, local: SocketAddr) -> Result<()
     let vars = vec![
         server_var("connection_count", |s| connection_count(s) as i64),
         server_var("concurrency", |s| s.inflight.load(Ordering::Relaxed) as i64),
+        server_var("idle_closed_connections", |s| {
+            s.idle_closed.load(Ordering::Relaxed) as i64
+        }),
         server_var("service_count", |s| {
             s.services.read().unwrap_or_else(|e| e.into_inner()).len() as i64
         }),
@@ -218,7 +222,7 @@ impl ServerInner {
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
+            .keys()
             .copied()
             .collect();
         conns.sort();

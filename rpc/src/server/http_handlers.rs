@@ -15,6 +15,13 @@
 //! Handlers run in the fiber that processes the request (they may block it, as methods may).
 //! They are counted as requests in flight, so `join` waits for them, and answered 503 once the
 //! server is stopping.
+//!
+//! # Concurrency limits
+//!
+//! A user's handler holds one unit of the server-wide `max_concurrency` while it runs, like a
+//! method (over the limit: 503 with `ELIMIT`). The builtin pages (`/status`, `/health`,
+//! `/vars`, ...) do not, as brpc's builtin services do not: a server at its limit can still be
+//! looked at.
 
 use super::{Server, ServerInner};
 use crate::compress::CompressType;
@@ -47,6 +54,8 @@ where
 struct Route {
     method: Option<String>,
     handler: Arc<dyn HttpHandler>,
+    /// A builtin page: not counted in `max_concurrency` (module doc).
+    builtin: bool,
 }
 
 /// The handler table of one server.
@@ -60,7 +69,8 @@ pub(crate) struct HttpRoutes {
 
 /// What a lookup found.
 enum Found {
-    Handler(Arc<dyn HttpHandler>),
+    /// The handler, and whether it is a builtin page.
+    Handler(Arc<dyn HttpHandler>, bool),
     /// The path has handlers, none for this method: the methods it has.
     WrongMethod(String),
     None,
@@ -71,7 +81,7 @@ fn pick(routes: &[Route], method: &str) -> Found {
         .iter()
         .find(|r| r.method.as_deref().is_none_or(|m| m == method))
     {
-        return Found::Handler(r.handler.clone());
+        return Found::Handler(r.handler.clone(), r.builtin);
     }
     let allow: Vec<&str> = routes.iter().filter_map(|r| r.method.as_deref()).collect();
     Found::WrongMethod(allow.join(", "))
@@ -83,6 +93,7 @@ impl HttpRoutes {
         method: &str,
         pattern: &str,
         handler: Arc<dyn HttpHandler>,
+        builtin: bool,
     ) -> Result<(), String> {
         if !pattern.starts_with('/') {
             return Err(format!("path pattern \"{pattern}\" must start with '/'"));
@@ -127,7 +138,11 @@ impl HttpRoutes {
                 method.as_deref().unwrap_or("*")
             ));
         }
-        list.push(Route { method, handler });
+        list.push(Route {
+            method,
+            handler,
+            builtin,
+        });
         Ok(())
     }
 
@@ -176,6 +191,18 @@ impl Server {
         pattern: &str,
         handler: impl HttpHandler,
     ) -> Result<(), RpcError> {
+        self.add_route(method, pattern, Arc::new(handler), false)
+    }
+
+    /// [`Server::add_http_handler`] for a builtin page (`builtin`: not counted in
+    /// `max_concurrency`).
+    pub(super) fn add_route(
+        &mut self,
+        method: &str,
+        pattern: &str,
+        handler: Arc<dyn HttpHandler>,
+        builtin: bool,
+    ) -> Result<(), RpcError> {
         if self.inner.state.load(Ordering::Acquire) != super::READY {
             return Err(RpcError::new(
                 ErrorCode::Internal,
@@ -186,7 +213,7 @@ impl Server {
             .http_routes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .add(method, pattern, Arc::new(handler))
+            .add(method, pattern, handler, builtin)
             .map_err(|why| RpcError::new(ErrorCode::Internal, why))
     }
 }
@@ -271,6 +298,37 @@ impl ServerInner {
     }
 }
 
+/// One unit of the server-wide concurrency (`max_concurrency`), released when dropped.
+struct Slot<'a>(&'a ServerInner);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.concurrency.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ServerInner {
+    /// Takes a unit of the server-wide concurrency for a user's plain handler; `ELIMIT` over
+    /// `max_concurrency`. Without a limit nothing is counted (`None`): the count is only read
+    /// against the limit, and a counter shared by every worker costs a cache-line transfer
+    /// per request.
+    fn take_slot(&self) -> Result<Option<Slot<'_>>, RpcError> {
+        let max = self.options.max_concurrency;
+        if max == 0 {
+            return Ok(None);
+        }
+        let now = self.concurrency.fetch_add(1, Ordering::AcqRel) + 1;
+        let slot = Slot(self);
+        if now > max {
+            return Err(RpcError::new(
+                ErrorCode::Limit,
+                format!("{now} requests in flight exceed the server's max_concurrency={max}"),
+            ));
+        }
+        Ok(Some(slot))
+    }
+}
+
 /// Releases one `inflight` unit when dropped.
 struct Counted<'a>(&'a ServerInner);
 
@@ -342,7 +400,11 @@ impl HttpDispatch for ServerInner {
             return HttpResponse::text(503, "the server is stopping\n");
         }
         match found {
-            Found::Handler(h) => h.handle(req),
+            Found::Handler(h, true) => h.handle(req),
+            Found::Handler(h, false) => match self.take_slot() {
+                Ok(_slot) => h.handle(req),
+                Err(e) => pb::error_response(&e),
+            },
             Found::WrongMethod(allow) => {
                 HttpResponse::text(405, format!("{} is not allowed on {path}\n", req.method()))
                     .with_header("Allow", allow)
@@ -365,7 +427,7 @@ mod tests {
 
     fn tag(f: Found) -> String {
         match f {
-            Found::Handler(h) => h.handle(&HttpRequest::new("GET", "/")).body_text(),
+            Found::Handler(h, _) => h.handle(&HttpRequest::new("GET", "/")).body_text(),
             Found::WrongMethod(a) => format!("405 {a}"),
             Found::None => "404".to_owned(),
         }
@@ -374,11 +436,11 @@ mod tests {
     #[test]
     fn exact_prefix_and_methods() {
         let mut r = HttpRoutes::default();
-        r.add("GET", "/status", h("status")).unwrap();
-        r.add("*", "/vars/*", h("vars")).unwrap();
-        r.add("GET", "/vars/rpc/*", h("rpc")).unwrap();
-        r.add("POST", "/flags", h("flags")).unwrap();
-        r.add("*", "/*", h("all")).unwrap();
+        r.add("GET", "/status", h("status"), false).unwrap();
+        r.add("*", "/vars/*", h("vars"), false).unwrap();
+        r.add("GET", "/vars/rpc/*", h("rpc"), false).unwrap();
+        r.add("POST", "/flags", h("flags"), false).unwrap();
+        r.add("*", "/*", h("all"), false).unwrap();
         assert_eq!(tag(r.find("GET", "/status")), "status");
         assert_eq!(tag(r.find("GET", "/vars")), "vars");
         assert_eq!(tag(r.find("PUT", "/vars/x/y")), "vars");
@@ -386,15 +448,15 @@ mod tests {
         assert_eq!(tag(r.find("POST", "/vars/rpc/q")), "vars");
         assert_eq!(tag(r.find("GET", "/variables")), "all");
         assert_eq!(tag(r.find("GET", "/flags")), "all");
-        assert!(r.add("GET", "/status", h("again")).is_err());
-        assert!(r.add("*", "/vars/*", h("again")).is_err());
-        assert!(r.add("get", "/x", h("x")).is_err());
-        assert!(r.add("GET", "x", h("x")).is_err());
-        assert!(r.add("GET", "/a*b", h("x")).is_err());
+        assert!(r.add("GET", "/status", h("again"), false).is_err());
+        assert!(r.add("*", "/vars/*", h("again"), false).is_err());
+        assert!(r.add("get", "/x", h("x"), false).is_err());
+        assert!(r.add("GET", "x", h("x"), false).is_err());
+        assert!(r.add("GET", "/a*b", h("x"), false).is_err());
 
         let mut r = HttpRoutes::default();
-        r.add("POST", "/flags", h("flags")).unwrap();
-        r.add("PUT", "/flags", h("put")).unwrap();
+        r.add("POST", "/flags", h("flags"), false).unwrap();
+        r.add("PUT", "/flags", h("put"), false).unwrap();
         assert_eq!(tag(r.find("GET", "/flags")), "405 POST, PUT");
         assert_eq!(tag(r.find("GET", "/nothing")), "404");
     }

@@ -27,6 +27,7 @@ mod acceptor;
 mod builtin_hooks;
 mod done;
 mod http_handlers;
+mod idle;
 
 pub use http_handlers::HttpHandler;
 
@@ -40,9 +41,9 @@ use crate::socket::{self, sockaddr, Socket, SocketId};
 use done::ServerResponder;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,11 @@ pub struct ServerOptions {
     /// when an endpoint can be made; otherwise (and always when false, the default) it is
     /// answered with a refusal and stays on TCP. See `docs/rdma.md`.
     pub rdma: bool,
+    /// brpc's `idle_timeout_sec`: a connection on which no whole message arrived, none was
+    /// written and no request was processed for this many seconds is closed (a client that
+    /// never finishes its request head, too); ≤ 0 = never (the default; brpc's is -1). See
+    /// `idle`.
+    pub idle_timeout_sec: i32,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -83,6 +89,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("disable_builtin_services", &self.disable_builtin_services)
             .field("version", &self.version)
             .field("rdma", &self.rdma)
+            .field("idle_timeout_sec", &self.idle_timeout_sec)
             .finish()
     }
 }
@@ -127,8 +134,10 @@ pub(crate) struct ServerInner {
     idle: Butex,
     /// The listening socket.
     listener: Mutex<Option<SocketId>>,
-    /// Open connections (closed by `join`).
-    connections: Mutex<HashSet<SocketId>>,
+    /// Open connections (closed by `join`), with what the idle sweeper reads of them.
+    connections: Mutex<HashMap<SocketId, Arc<idle::ConnActivity>>>,
+    /// Connections closed for `idle_timeout_sec`.
+    idle_closed: AtomicU64,
     /// Whether `join` already closed everything.
     joined: AtomicBool,
     /// Plain HTTP handlers (`http_handlers`).
@@ -166,7 +175,8 @@ impl Server {
                 concurrency: AtomicUsize::new(0),
                 idle: Butex::new(0),
                 listener: Mutex::new(None),
-                connections: Mutex::new(HashSet::new()),
+                connections: Mutex::new(HashMap::new()),
+                idle_closed: AtomicU64::new(0),
                 joined: AtomicBool::new(false),
                 http_routes: Default::default(),
                 builtin: Default::default(),
@@ -272,6 +282,7 @@ impl Server {
             self.stop();
             return Err(e);
         }
+        idle::start(&self.inner);
         Ok(())
     }
 
@@ -334,6 +345,7 @@ impl Server {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
+            .map(|(id, _)| id)
             .collect();
         for id in conns {
             if let Some(s) = socket::address(id) {
@@ -403,23 +415,27 @@ impl ServerInner {
         self.idle.wake_all();
     }
 
-    /// A messenger for a new connection of this server.
-    pub(crate) fn messenger(self: &Arc<Self>) -> Arc<InputMessenger> {
-        Arc::new(InputMessenger::new(
-            default_registry().clone(),
-            Arc::new(ServerSink(self.clone())),
-        ))
+    /// A messenger for a new connection of this server, and the connection's activity (give
+    /// it to [`ServerInner::add_connection`]).
+    pub(crate) fn messenger(self: &Arc<Self>) -> (Arc<InputMessenger>, Arc<idle::ConnActivity>) {
+        let activity = Arc::new(idle::ConnActivity::default());
+        let sink = ServerSink {
+            server: self.clone(),
+            activity: activity.clone(),
+        };
+        let messenger = InputMessenger::new(default_registry().clone(), Arc::new(sink));
+        (Arc::new(messenger), activity)
     }
 
     pub(crate) fn is_running(&self) -> bool {
         self.state.load(Ordering::Acquire) == RUNNING
     }
 
-    pub(crate) fn add_connection(&self, id: SocketId) {
+    pub(crate) fn add_connection(&self, id: SocketId, activity: Arc<idle::ConnActivity>) {
         self.connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+            .insert(id, activity);
     }
 
     /// Frames and writes a response (or an error) back to `socket_id`; dropped silently if the
@@ -579,13 +595,18 @@ impl RequestSink for ServerInner {
     }
 }
 
-/// The server as its connections' [`MessageSink`].
-struct ServerSink(Arc<ServerInner>);
+/// The server as one connection's [`MessageSink`].
+struct ServerSink {
+    server: Arc<ServerInner>,
+    /// The connection's activity (`idle`): busy while a message is processed.
+    activity: Arc<idle::ConnActivity>,
+}
 
 impl MessageSink for ServerSink {
     fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
         let id = msg.socket_id();
-        if let Err(e) = protocol.process_request(msg, &*self.0) {
+        let _busy = self.activity.busy();
+        if let Err(e) = protocol.process_request(msg, &*self.server) {
             eprintln!(
                 "spindle-rpc: {} request on connection {id} not processed: {e}",
                 protocol.name()
@@ -594,11 +615,11 @@ impl MessageSink for ServerSink {
     }
 
     fn authenticator(&self) -> Option<&dyn Authenticator> {
-        self.0.options.authenticator.as_deref()
+        self.server.options.authenticator.as_deref()
     }
 
     fn on_failed(&self, id: SocketId) {
-        self.0
+        self.server
             .connections
             .lock()
             .unwrap_or_else(|e| e.into_inner())

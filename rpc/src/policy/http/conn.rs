@@ -9,8 +9,8 @@
 //! a sequence number when it is cut (`next_seq`, by the connection's single reader, so the
 //! numbers follow the byte order); [`HttpConn::respond`] writes response `seq` only when every
 //! earlier one was written, parking it otherwise, and a write releases the parked responses
-//! that follow it. Writes happen under the `out` lock, so the socket's write list receives them
-//! in sequence order.
+//! that follow it — together, in one write. Writes happen under the `out` lock, so the socket's
+//! write list receives them in sequence order.
 //!
 //! # Closing
 //!
@@ -89,7 +89,8 @@ impl HttpConn {
     }
 
     /// Writes response `seq` in its turn (see the module doc); `close`: the connection ends
-    /// after it.
+    /// after it. The responses parked behind it that are ready in sequence go out with it in
+    /// one write (pipelined responses are batched into one `writev`).
     pub(crate) fn respond(&self, s: &SocketHandle, seq: u64, bytes: IOBuf, close: bool) {
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if out.closed {
@@ -99,23 +100,26 @@ impl HttpConn {
             out.parked.insert(seq, (bytes, close));
             return;
         }
-        let mut item = Some((bytes, close));
-        while let Some((bytes, close)) = item.take() {
-            out.next += 1;
-            if Socket::write(s, bytes).is_err() {
-                out.closed = true;
-                out.parked.clear();
-                return;
-            }
-            if close {
-                out.closed = true;
-                out.parked.clear();
-                drop(out);
-                close_after_write(s);
-                return;
-            }
+        let mut batch = bytes;
+        let mut closing = close;
+        out.next += 1;
+        while !closing {
             let next = out.next;
-            item = out.parked.remove(&next);
+            let Some((more, close)) = out.parked.remove(&next) else {
+                break;
+            };
+            batch.append_owned(more);
+            closing = close;
+            out.next += 1;
+        }
+        let failed = Socket::write(s, batch).is_err();
+        if failed || closing {
+            out.closed = true;
+            out.parked.clear();
+        }
+        if closing && !failed {
+            drop(out);
+            close_after_write(s);
         }
     }
 }

@@ -54,6 +54,10 @@ pub(crate) enum Kind {
 pub(crate) fn classify(source: &IOBuf) -> ParseResult<Kind> {
     let mut first = [0u8; 8];
     let got = source.copy_to(&mut first, 0);
+    // The common cases first, without walking the table.
+    if got >= 5 && (first[..4] == *b"GET " || first[..5] == *b"POST ") {
+        return Ok(Kind::Request);
+    }
     let first = &first[..got];
     let mut prefix = false;
     for (pattern, kind) in METHODS
@@ -165,9 +169,13 @@ struct Framing {
 
 fn framing<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> Result<Framing, String> {
     let mut f = Framing::default();
+    // Only the values of the headers below are looked at (and checked to be text).
+    fn text(v: &[u8]) -> &str {
+        std::str::from_utf8(v).unwrap_or("").trim()
+    }
     for (name, value) in headers {
-        let value = std::str::from_utf8(value).unwrap_or("").trim();
         if name.eq_ignore_ascii_case("content-length") {
+            let value = text(value);
             let n: u64 = value
                 .parse()
                 .map_err(|_| format!("bad Content-Length \"{value}\""))?;
@@ -176,19 +184,20 @@ fn framing<'h>(headers: impl Iterator<Item = (&'h str, &'h [u8])>) -> Result<Fra
             }
             f.content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            let value = text(value);
             f.transfer_encoding = true;
             f.chunked = value
                 .rsplit(',')
                 .next()
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
         } else if name.eq_ignore_ascii_case("connection") {
-            for t in value.split(',') {
+            for t in text(value).split(',') {
                 let t = t.trim();
                 f.close |= t.eq_ignore_ascii_case("close");
                 f.keep_alive |= t.eq_ignore_ascii_case("keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            f.expect_continue |= value.eq_ignore_ascii_case("100-continue");
+            f.expect_continue |= text(value).eq_ignore_ascii_case("100-continue");
         }
     }
     Ok(f)
@@ -371,9 +380,12 @@ fn cut_request(source: &mut IOBuf, limits: &Limits, state: &mut ParseSide) -> Pa
         return Ok(Cut::Skip);
     }
     let view = head_view(source, limits.max_header);
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let parsed = req.parse(&view);
+    // Uninitialised: httparse writes the headers it finds, and 64 empty headers would cost a
+    // 2 KiB memset per request.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let parsed = req.parse_with_uninit_headers(&view, &mut headers);
     let minor = req.version.unwrap_or(1);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
