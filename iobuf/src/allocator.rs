@@ -71,11 +71,18 @@ const SLAB_ALIGN: usize = 4096;
 /// each.
 const SLAB_BYTES: usize = 256 * 1024;
 
+/// Empty slabs a [`HeapAllocator`] keeps instead of freeing, in bytes (4 slabs of 256 KiB; none
+/// when a slab is larger). Freeing the last slab as soon as its blocks come back (a thread that
+/// exits and drops its block cache, a burst that ends) and allocating a new one for the next
+/// burst costs a fresh mapping and a page fault per 4 KiB page touched again; a few kept slabs
+/// absorb that churn.
+const KEEP_EMPTY_SLAB_BYTES: usize = 1 << 20;
+
 /// The default allocator: blocks from the global heap, carved from page-aligned slabs of
 /// adjacent blocks (256 KiB, or one block when blocks are larger).
 ///
-/// A slab is freed when its last block comes back. Blocks returned while other blocks of their
-/// slab are in use are handed out again before a new slab is carved. Blocks normally live in
+/// A slab is freed when its last block comes back, except that up to 1 MiB of empty slabs is
+/// kept for reuse. Returned blocks are handed out again before a new slab is carved. Blocks normally live in
 /// the per-thread caches, so the allocator (a mutex) only sees cache misses and overflow.
 pub struct HeapAllocator {
     /// Layout of one block (size = block size).
@@ -84,6 +91,8 @@ pub struct HeapAllocator {
     slab: Layout,
     /// Blocks per slab (>= 1).
     per_slab: usize,
+    /// Empty slabs kept instead of freed (`KEEP_EMPTY_SLAB_BYTES / slab size`).
+    keep_empty: usize,
     /// Slab bookkeeping.
     slabs: Mutex<Slabs>,
 }
@@ -92,8 +101,10 @@ pub struct HeapAllocator {
 ///
 /// Invariants: every slab in `live` was allocated with the allocator's slab layout; `in_use`
 /// counts its blocks handed out and not returned; `free` holds returned blocks of slabs that
-/// still have blocks in use (or are being carved), each once; `carving` is `(slab start, next
-/// block index)` of the slab new blocks are cut from, which is in `live`.
+/// still have blocks in use, are being carved or are kept empty, each once; `carving` is `(slab
+/// start, next block index)` of the slab new blocks are cut from, which is in `live`; `empty`
+/// counts the slabs of `live` with no block in use other than the carving one (at most
+/// `keep_empty`).
 struct Slabs {
     /// Slab start address -> (slab start, blocks in use).
     live: BTreeMap<usize, (NonNull<u8>, usize)>,
@@ -101,6 +112,8 @@ struct Slabs {
     free: Vec<NonNull<u8>>,
     /// Slab being carved and its next block index.
     carving: Option<(NonNull<u8>, usize)>,
+    /// Kept empty slabs (not carving, no block in use).
+    empty: usize,
 }
 
 // SAFETY: the raw pointers are addresses of heap memory owned by the allocator, not tied to a
@@ -120,10 +133,12 @@ impl HeapAllocator {
             // two.
             slab: Layout::from_size_align(per_slab * size, SLAB_ALIGN).expect("valid slab layout"),
             per_slab,
+            keep_empty: KEEP_EMPTY_SLAB_BYTES / (per_slab * size),
             slabs: Mutex::new(Slabs {
                 live: BTreeMap::new(),
                 free: Vec::new(),
                 carving: None,
+                empty: 0,
             }),
         }
     }
@@ -182,8 +197,8 @@ unsafe impl BlockAllocator for HeapAllocator {
 
     fn allocate(&self) -> Option<BlockMemory> {
         let mut s = self.slabs();
-        let ptr = match s.free.pop() {
-            Some(p) => p,
+        let (ptr, reused) = match s.free.pop() {
+            Some(p) => (p, true),
             None => {
                 let (base, next) = match s.carving {
                     Some(c) => c,
@@ -196,15 +211,21 @@ unsafe impl BlockAllocator for HeapAllocator {
                 };
                 s.carving = (next + 1 < self.per_slab).then_some((base, next + 1));
                 // SAFETY: next < per_slab, so the block lies inside the slab.
-                unsafe { base.add(next * self.block.size()) }
+                (unsafe { base.add(next * self.block.size()) }, false)
             }
         };
+        let carving = s.carving.map(|(b, _)| b);
         let entry = s
             .live
             .range_mut(..=ptr.as_ptr() as usize)
             .next_back()
             .map(|(_, e)| e)?;
+        // A returned block of an empty slab that is not being carved: a kept slab is in use again.
+        let was_kept = reused && entry.1 == 0 && carving != Some(entry.0);
         entry.1 += 1;
+        if was_kept {
+            s.empty -= 1;
+        }
         Some(BlockMemory { ptr, meta: 0 })
     }
 
@@ -218,6 +239,12 @@ unsafe impl BlockAllocator for HeapAllocator {
         let (base, in_use) = *entry;
         let carving = s.carving.is_some_and(|(b, _)| b == base);
         if in_use > 0 || carving {
+            s.free.push(mem.ptr);
+            return;
+        }
+        if s.empty < self.keep_empty {
+            // Keep the empty slab (its pages stay mapped) for the next burst.
+            s.empty += 1;
             s.free.push(mem.ptr);
             return;
         }
@@ -305,15 +332,47 @@ mod tests {
         unsafe { a.deallocate(*first) };
         let again = a.allocate().expect("memory");
         assert_eq!(again.ptr, first.ptr);
-        // Returning everything frees the first (fully carved) slab; the second is freed on drop.
+        // Returning everything keeps the first (fully carved) slab empty for reuse; the
+        // second is still being carved.
         for b in std::iter::once(&again).chain(rest) {
             // SAFETY: came from `a.allocate()`, not used afterwards.
             unsafe { a.deallocate(*b) };
         }
-        assert_eq!(a.slabs().live.len(), 1, "only the slab being carved stays");
-        assert_eq!(a.slabs().free.len(), 3);
-        let big = HeapAllocator::new(SLAB_BYTES * 2);
-        assert_eq!(big.per_slab, 1);
+        assert_eq!(a.slabs().live.len(), 2, "the empty slab is kept");
+        let s = a.slabs();
+        assert_eq!((s.free.len(), s.empty), (n, 1));
+        drop(s);
+        // Its blocks are handed out again before anything new is carved.
+        let reused: Vec<BlockMemory> = (0..n).map(|_| a.allocate().expect("memory")).collect();
+        let s = a.slabs();
+        assert_eq!((s.live.len(), s.empty), (2, 0));
+        drop(s);
+        for b in &reused {
+            // SAFETY: came from `a.allocate()`, not used afterwards.
+            unsafe { a.deallocate(*b) };
+        }
+        // At most `keep_empty` empty slabs are kept; the others are freed.
+        let many = a.per_slab * (a.keep_empty + 3);
+        let blocks: Vec<BlockMemory> = (0..many).map(|_| a.allocate().expect("memory")).collect();
+        for b in &blocks {
+            // SAFETY: came from `a.allocate()`, not used afterwards.
+            unsafe { a.deallocate(*b) };
+        }
+        let s = a.slabs();
+        assert_eq!(s.empty, a.keep_empty);
+        assert!(
+            s.live.len() <= a.keep_empty + 1,
+            "kept slabs + the one being carved"
+        );
+        let in_use: usize = s.live.values().map(|e| e.1).sum();
+        assert_eq!(in_use, 0);
+        drop(s);
+        let big = HeapAllocator::new(KEEP_EMPTY_SLAB_BYTES * 2);
+        assert_eq!(
+            (big.per_slab, big.keep_empty),
+            (1, 0),
+            "big slabs are never kept"
+        );
         let b = big.allocate().expect("memory");
         // SAFETY: came from `big.allocate()`, not used afterwards.
         unsafe { big.deallocate(b) };

@@ -21,14 +21,13 @@ pub mod frame;
 
 use crate::compress::{self, CompressType};
 use crate::errors::{ErrorCode, RpcError};
-use crate::proto::brpc::policy::{RpcMeta, RpcRequestMeta, RpcResponseMeta};
+use crate::proto::brpc::policy::{RpcMeta, RpcResponseMeta};
 use crate::protocol::{
     Authenticator, CallInfo, ClientResponse, ConnectionTypes, IOBuf, InputMessage, MessageBody,
     ParseContext, ParseResult, Protocol, ProtocolClass, RequestSink, ResponseBody, ResponseSink,
     ServerRequest,
 };
 use crate::socket::SocketId;
-use bytes::Bytes;
 use frame::Frame;
 use std::any::Any;
 
@@ -112,41 +111,6 @@ impl BaiduStd {
         };
         frame::set_attachment_size(&mut meta, attachment)?;
         frame::write_frame(out, &meta, body, attachment)
-    }
-
-    /// The `RpcMeta` of a request (shared by `pack_request` and tests).
-    fn request_meta(
-        correlation_id: i64,
-        call: &CallInfo<'_>,
-        auth: Option<&dyn Authenticator>,
-    ) -> Result<RpcMeta, RpcError> {
-        let authentication_data = match auth {
-            Some(a) => Some(Bytes::from(a.generate_credential().map_err(|e| {
-                RpcError::new(
-                    ErrorCode::Request,
-                    format!("failed to generate credential: {e}"),
-                )
-            })?)),
-            None => None,
-        };
-        let mut meta = RpcMeta {
-            request: Some(RpcRequestMeta {
-                service_name: call.service.to_owned(),
-                method_name: call.method.to_owned(),
-                log_id: call.log_id,
-                trace_id: call.trace_id,
-                span_id: call.span_id,
-                parent_span_id: call.parent_span_id,
-                request_id: call.request_id.map(str::to_owned),
-                timeout_ms: call.timeout_ms.filter(|t| *t > 0),
-            }),
-            compress_type: Some(call.compress_type.code()),
-            correlation_id: Some(correlation_id),
-            authentication_data,
-            ..RpcMeta::default()
-        };
-        frame::set_attachment_size(&mut meta, call.attachment)?;
-        Ok(meta)
     }
 }
 
@@ -238,8 +202,31 @@ impl Protocol for BaiduStd {
                 "baidu_std request without a method name",
             ));
         }
-        let meta = Self::request_meta(correlation_id, call, auth)?;
-        frame::write_frame(out, &meta, body, call.attachment)
+        let credential = match auth {
+            Some(a) => Some(a.generate_credential().map_err(|e| {
+                RpcError::new(
+                    ErrorCode::Request,
+                    format!("failed to generate credential: {e}"),
+                )
+            })?),
+            None => None,
+        };
+        // Borrowed fields: no `String` copies of the names per call.
+        let meta = frame::RequestMetaRef {
+            service_name: call.service,
+            method_name: call.method,
+            log_id: call.log_id,
+            trace_id: call.trace_id,
+            span_id: call.span_id,
+            parent_span_id: call.parent_span_id,
+            request_id: call.request_id,
+            timeout_ms: call.timeout_ms.filter(|t| *t > 0),
+            compress_type: Some(call.compress_type.code()),
+            correlation_id: Some(correlation_id),
+            attachment_size: None, // set from the attachment by the writer
+            authentication_data: credential.as_deref(),
+        };
+        frame::write_request_frame(out, &meta, body, call.attachment)
     }
 
     fn process_request(

@@ -3,6 +3,7 @@
 
 use super::frame::{parse_frame, write_frame, HEADER_LEN};
 use super::*;
+use crate::proto::brpc::policy::RpcRequestMeta;
 use crate::protocol::ParseError;
 use proptest::prelude::*;
 use std::sync::Mutex;
@@ -477,6 +478,59 @@ proptest! {
         prop_assert_eq!(f.meta.correlation_id, Some(cid));
         prop_assert_eq!(&f.payload.to_vec(), &payload);
         prop_assert_eq!(&f.attachment.to_vec(), &attachment);
+    }
+
+    /// The borrowed request-meta encoder writes exactly the bytes prost writes for the same
+    /// `RpcMeta` (every field, negative varints, empty names, credentials, attachments).
+    #[test]
+    fn borrowed_request_meta_encodes_like_prost(
+        (service, method, cid, log_id, payload, attachment) in arb_call(),
+        ids in proptest::option::of((any::<i64>(), any::<i64>(), any::<i64>())),
+        request_id in proptest::option::of("[a-z0-9-]{0,30}"),
+        timeout_ms in proptest::option::of(any::<i32>()),
+        compress in proptest::option::of(any::<i32>()),
+        credential in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..700)),
+    ) {
+        let meta_ref = frame::RequestMetaRef {
+            service_name: &service,
+            method_name: &method,
+            log_id,
+            trace_id: ids.map(|i| i.0),
+            span_id: ids.map(|i| i.1),
+            parent_span_id: ids.map(|i| i.2),
+            request_id: request_id.as_deref(),
+            timeout_ms,
+            compress_type: compress,
+            correlation_id: Some(cid),
+            attachment_size: None,
+            authentication_data: credential.as_deref(),
+        };
+        let att = io(&attachment);
+        let body = io(&payload);
+        let mut ours = IOBuf::new();
+        frame::write_request_frame(&mut ours, &meta_ref, &body, &att).unwrap();
+        let mut meta = RpcMeta {
+            request: Some(RpcRequestMeta {
+                service_name: service.clone(),
+                method_name: method.clone(),
+                log_id,
+                trace_id: ids.map(|i| i.0),
+                span_id: ids.map(|i| i.1),
+                parent_span_id: ids.map(|i| i.2),
+                request_id: request_id.clone(),
+                timeout_ms,
+            }),
+            compress_type: compress,
+            correlation_id: Some(cid),
+            authentication_data: credential.clone().map(Into::into),
+            ..RpcMeta::default()
+        };
+        frame::set_attachment_size(&mut meta, &att).unwrap();
+        let mut theirs = IOBuf::new();
+        write_frame(&mut theirs, &meta, &body, &att).unwrap();
+        prop_assert_eq!(ours.to_vec(), theirs.to_vec());
+        let parsed = parse_frame(&mut ours, MAX).unwrap();
+        prop_assert_eq!(parsed.meta, meta);
     }
 
     /// Garbage never panics, and input that does not start like "PRPC" is never a message.
