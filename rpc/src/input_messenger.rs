@@ -49,12 +49,15 @@ pub fn read_size(avg: usize) -> usize {
     avg.saturating_mul(16).clamp(MIN_READ_SIZE, MAX_READ_SIZE)
 }
 
-/// The protocols Spindle servers and channels speak: baidu_std and HTTP.
+/// The protocols Spindle servers and channels speak: the RDMA handshake, baidu_std and HTTP.
 pub fn default_registry() -> &'static Arc<ProtocolRegistry> {
     static REGISTRY: LazyLock<Arc<ProtocolRegistry>> = LazyLock::new(|| {
         let mut r = ProtocolRegistry::new();
+        // The RDMA handshake is probed first (brpc registers it before baidu_std).
+        r.register(Arc::new(crate::policy::rdma_handshake::RdmaHandshake))
+            .expect("an empty registry accepts rdma_handshake");
         r.register(Arc::new(BaiduStd))
-            .expect("an empty registry accepts baidu_std");
+            .expect("baidu_std is registered once");
         r.register(Arc::new(crate::policy::http::Http))
             .expect("http is registered once");
         Arc::new(r)
@@ -92,6 +95,13 @@ impl InputMessenger {
         InputMessenger { registry, sink }
     }
 
+    /// Whether `index` is the RDMA handshake (which leaves the connection unverified).
+    fn is_handshake(&self, index: ProtocolIndex) -> bool {
+        self.registry
+            .get(index)
+            .is_some_and(|p| p.name() == "rdma_handshake")
+    }
+
     fn spawn_process(&self, index: ProtocolIndex, msg: Box<dyn InputMessage>) {
         let Some(protocol) = self.registry.get(index).cloned() else {
             return;
@@ -120,10 +130,11 @@ impl InputHandler for InputMessenger {
             let mut guard = s.read.lock().unwrap_or_else(|e| e.into_inner());
             let rs = &mut *guard;
             'read: loop {
-                let (eof, drained) = match rs
-                    .portal
-                    .append_from_fd(s.fd(), read_size(rs.avg_message_size))
-                {
+                // TCP, or the RDMA endpoint once the handshake switched the socket.
+                let got = s
+                    .transport
+                    .read(s, &mut rs.portal, read_size(rs.avg_message_size));
+                let (eof, drained) = match got {
                     Ok(0) => (true, true),
                     Ok(n) => {
                         s.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
@@ -157,7 +168,8 @@ impl InputHandler for InputMessenger {
                                 (rs.avg_message_size * 7 + size) / 8
                             };
                             s.stats.messages_in.fetch_add(1, Ordering::Relaxed);
-                            if !rs.verified {
+                            // The RDMA handshake carries no credentials: the first RPC verifies.
+                            if !rs.verified && !self.is_handshake(protocol) {
                                 if let (Some(auth), Some(p)) =
                                     (self.sink.authenticator(), self.registry.get(protocol))
                                 {

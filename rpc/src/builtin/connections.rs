@@ -1,5 +1,5 @@
 //! `/connections` (the server's listeners and connections, then every other socket of the
-//! process — channels' connections) and `/fibers` (runtime and event-dispatcher counters).
+//! process — channels' connections; the transport column says `tcp` or `rdma <endpoint>`) and `/fibers` (runtime and event-dispatcher counters).
 
 use super::doc::{Block, Doc};
 use super::Reply;
@@ -43,6 +43,11 @@ fn row(id: SocketId, s: &Socket, kind: &str) -> Vec<String> {
         st.bytes_out.load(Ordering::Relaxed).to_string(),
         st.messages_in.load(Ordering::Relaxed).to_string(),
         st.messages_out.load(Ordering::Relaxed).to_string(),
+        if kind == "listener" {
+            "-".to_owned()
+        } else {
+            s.transport.describe()
+        },
     ]
 }
 
@@ -58,6 +63,7 @@ pub(super) fn connections(s: &ServerInner, _: &HttpRequest) -> Reply {
         "bytes_out",
         "msgs_in",
         "msgs_out",
+        "transport",
     ]
     .map(str::to_owned)
     .to_vec();

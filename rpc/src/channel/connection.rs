@@ -100,6 +100,22 @@ impl MessageSink for ClientSink {
     }
 }
 
+/// [`connect`], then with `use_rdma` the RDMA handshake, within the same deadline and before
+/// the connection is handed to any call; whatever the handshake decides, the connection is
+/// usable (RDMA or TCP).
+pub(crate) fn connect_with_transport(
+    addr: SocketAddr,
+    deadline: Instant,
+    timeout_ms: i64,
+    use_rdma: bool,
+) -> Result<(SocketHandle, Arc<ClientConn>), RpcError> {
+    let (s, conn) = connect(addr, deadline, timeout_ms)?;
+    if use_rdma {
+        crate::policy::rdma_handshake::client_handshake(&s, deadline)?;
+    }
+    Ok((s, conn))
+}
+
 /// Connects to `addr` without blocking the worker: a non-blocking `connect`, then a wait on the
 /// socket's `EPOLLOUT` butex until it completes or `deadline` (`connect_timeout_ms`) passes.
 pub(crate) fn connect(

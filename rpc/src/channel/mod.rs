@@ -76,6 +76,10 @@ pub struct ChannelOptions {
     pub backup_request_ms: Option<i64>,
     /// Credentials sent with every request (baidu_std `authentication_data`).
     pub authenticator: Option<Arc<dyn Authenticator>>,
+    /// Ask for RDMA on every new connection (brpc's `use_rdma`): after the TCP connect the
+    /// RDMA handshake runs before the connection carries a call; any failure leaves the
+    /// connection on TCP. Default false. See `docs/rdma.md`.
+    pub use_rdma: bool,
 }
 
 impl Default for ChannelOptions {
@@ -88,6 +92,7 @@ impl Default for ChannelOptions {
             max_retry: 3,
             backup_request_ms: None,
             authenticator: None,
+            use_rdma: false,
         }
     }
 }
@@ -102,6 +107,7 @@ impl std::fmt::Debug for ChannelOptions {
             .field("max_retry", &self.max_retry)
             .field("backup_request_ms", &self.backup_request_ms)
             .field("authenticator", &self.authenticator.is_some())
+            .field("use_rdma", &self.use_rdma)
             .finish()
     }
 }
@@ -199,6 +205,13 @@ impl Channel {
                 format!("backup_request_ms={ms} is negative (None turns backup requests off)"),
             ));
         }
+        if options.use_rdma {
+            // Seed 004: refuse a dispatcher / poller / worker mix that could not serve RDMA.
+            spindle_rdma::threading::validate_threading(
+                &spindle_rdma::threading::ThreadingConfig::from_flags(),
+            )
+            .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
+        }
         let addr = protocol
             .parse_server_address(server)
             .map_err(|e| RpcError::new(ErrorCode::Internal, e.to_string()))?;
@@ -245,7 +258,7 @@ impl Channel {
         if let Some(d) = deadline {
             cdl = cdl.min(d);
         }
-        connection::connect(self.inner.server, cdl, ms)
+        connection::connect_with_transport(self.inner.server, cdl, ms, self.inner.options.use_rdma)
     }
 
     /// A connection for one call: the shared one (single), an idle or new one (pooled), a

@@ -56,6 +56,12 @@ pub trait RequestSink: Send + Sync {
     fn http_dispatch(&self) -> Option<&dyn HttpDispatch> {
         None
     }
+
+    /// Whether the sink accepts the RDMA handshake (the server's `ServerOptions::rdma`);
+    /// `false` (the default): a client's hello is answered with a refusal.
+    fn rdma_enabled(&self) -> bool {
+        false
+    }
 }
 
 /// A successful response body.

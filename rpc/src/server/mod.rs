@@ -68,6 +68,10 @@ pub struct ServerOptions {
     pub disable_builtin_services: bool,
     /// What `/version` answers; `None`: `spindle-rpc <crate version>`.
     pub version: Option<String>,
+    /// Accept the RDMA handshake (brpc's `use_rdma`): a client that asks for RDMA gets it
+    /// when an endpoint can be made; otherwise (and always when false, the default) it is
+    /// answered with a refusal and stays on TCP. See `docs/rdma.md`.
+    pub rdma: bool,
     /// brpc's `idle_timeout_sec`: a connection on which no whole message arrived, none was
     /// written and no request was processed for this many seconds is closed (a client that
     /// never finishes its request head, too); ≤ 0 = never (the default; brpc's is -1). See
@@ -84,6 +88,7 @@ impl std::fmt::Debug for ServerOptions {
             .field("internal_port", &self.internal_port)
             .field("disable_builtin_services", &self.disable_builtin_services)
             .field("version", &self.version)
+            .field("rdma", &self.rdma)
             .field("idle_timeout_sec", &self.idle_timeout_sec)
             .finish()
     }
@@ -238,6 +243,13 @@ impl Server {
             .map_err(|e| bad(format!("bad listen address \"{addr}\": {e}")))?
             .next()
             .ok_or_else(|| bad(format!("listen address \"{addr}\" resolves to nothing")))?;
+        if self.inner.options.rdma {
+            // Seed 004: refuse a dispatcher / poller / worker mix that could not serve RDMA.
+            spindle_rdma::threading::validate_threading(
+                &spindle_rdma::threading::ThreadingConfig::from_flags(),
+            )
+            .map_err(|e| bad(e.to_string()))?;
+        }
         builtin_hooks::add_pages(self);
         if self
             .inner
@@ -559,6 +571,10 @@ impl ServerInner {
 }
 
 impl RequestSink for ServerInner {
+    fn rdma_enabled(&self) -> bool {
+        self.options.rdma
+    }
+
     fn on_request(&self, request: ServerRequest) {
         // Counted before the state is checked (module doc); the done handle of a dispatched
         // request holds a count of its own.

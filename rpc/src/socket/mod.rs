@@ -6,10 +6,15 @@
 //! - [`write`](mod@write): the lock-free write path (`Socket::write`) and the "keep writing"
 //!   fiber, over `write_queue` (the ownership protocol, loom-checked).
 
+//! - [`transport`](mod@transport): TCP until the RDMA handshake switches a socket to an
+//!   RDMA endpoint.
+
+pub(crate) mod rdma_api;
 pub(crate) mod sockaddr;
 #[allow(clippy::module_inception)]
 pub mod socket;
 pub mod socket_id;
+pub mod transport;
 pub mod write;
 mod write_queue;
 
@@ -18,4 +23,5 @@ pub use socket::{
     SOCKET_RECV_BUFFER_SIZE, SOCKET_SEND_BUFFER_SIZE,
 };
 pub use socket_id::{AlreadyFailed, MapFull, SocketId, SocketMap, SocketRef, DEFAULT_MAX_CHUNKS};
+pub use transport::{Transport, TransportState};
 pub use write::SOCKET_MAX_UNWRITTEN_BYTES;

@@ -23,6 +23,7 @@
 //! - **`fd` is valid while the `Socket` value lives**: it is closed only in `Drop`.
 //! - Counters are statistics: relaxed atomics, never used for synchronisation.
 
+use super::transport::Transport;
 use super::write::WriteList;
 use super::{SocketId, SocketMap, SocketRef};
 use crate::errors::{ErrorCode, RpcError};
@@ -127,6 +128,8 @@ pub struct Socket {
     /// Per-connection state of a protocol that needs one (brpc's `Socket::parsing_context`),
     /// e.g. HTTP's response ordering for pipelined requests; set once by that protocol.
     pub parsing_context: OnceLock<Box<dyn Any + Send + Sync>>,
+    /// What carries the bytes: TCP, or RDMA after the handshake (`transport`).
+    pub transport: Transport,
 }
 
 impl fmt::Debug for Socket {
@@ -170,6 +173,7 @@ impl Socket {
             failure: Mutex::new(None),
             stats: SocketStats::default(),
             parsing_context: OnceLock::new(),
+            transport: Transport::default(),
         };
         let id = SOCKET_MAP.insert(socket).map_err(|e| {
             RpcError::new(
@@ -199,6 +203,11 @@ impl Socket {
     /// The peer's address (connections) or the bound address (listeners).
     pub fn remote(&self) -> Option<SocketAddr> {
         self.remote
+    }
+
+    /// The local address of the fd (`getsockname`), if it has one.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        super::sockaddr::local_addr(self.fd).ok()
     }
 
     /// Whether [`Socket::set_failed`] was called.
@@ -237,6 +246,7 @@ impl Socket {
         event_dispatcher::deregister(s.fd, s.id());
         // SAFETY: `fd` is open while `s` lives; shutdown does not release it.
         unsafe { libc::shutdown(s.fd, libc::SHUT_RDWR) };
+        s.transport.on_failed(s.id());
         s.write.wake_writers();
         s.handler.on_failed(s.id());
     }

@@ -153,7 +153,11 @@ fn drain(s: &SocketHandle, b: &mut Batch<IOBuf>) -> Drained {
             .take(MAX_NODES_PER_WRITEV)
             .collect();
         if !bufs.is_empty() {
-            match IOBuf::cut_multiple_into_fd(s.fd(), &mut bufs) {
+            let written = match s.transport.rdma_endpoint() {
+                Some(ep) => ep.cut_from_iobufs(&mut bufs),
+                None => IOBuf::cut_multiple_into_fd(s.fd(), &mut bufs),
+            };
+            match written {
                 Ok(0) => return Drained::WouldBlock,
                 Ok(n) => {
                     list.unwritten.fetch_sub(n as u64, Ordering::AcqRel);
@@ -194,8 +198,11 @@ fn keep_write(s: SocketHandle, mut b: Batch<IOBuf>) {
             release_all(&s.write, &mut b);
             return;
         }
-        // Re-arming after reading `seq` reports a writable fd at once: no lost wake-up.
-        if event_dispatcher::arm_epollout(s.fd(), s.id()).is_err() {
+        // Re-arming after reading `seq` reports a writable fd at once: no lost wake-up. On
+        // RDMA the reader (or poller) bumps the word when a completion opens the window.
+        if s.transport.rdma_endpoint().is_none()
+            && event_dispatcher::arm_epollout(s.fd(), s.id()).is_err()
+        {
             // The fd left epoll (failed meanwhile): the next round sees it.
             std::hint::spin_loop();
         }
