@@ -14,7 +14,8 @@
 //! - [`poller`]: polling mode's pollers (OS threads over the completion queues).
 //! - [`flags`]: brpc's RDMA flags; [`threading`]: the seed-004 configuration check.
 //!
-//! Not yet wired into spindle-rpc; see docs/rdma.md for what exists and the integration plan.
+//! spindle-rpc uses it as a socket transport (`ServerOptions::rdma`, `ChannelOptions::use_rdma`);
+//! see docs/rdma.md.
 
 pub mod backend;
 pub mod block_pool;
