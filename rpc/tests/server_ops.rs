@@ -5,40 +5,17 @@
 mod common;
 mod http_common;
 
-use common::opts;
+use common::{echo, opts, Gate};
 use http_common::{Conn, Raw};
 use spindle_rpc::channel::Channel;
-use spindle_rpc::errors::{ErrorCode, RpcError};
+use spindle_rpc::errors::ErrorCode;
 use spindle_rpc::policy::http::{HttpRequest, HttpResponse};
-use spindle_rpc::proto::example::{
-    EchoRequest, EchoResponse, EchoService, EchoServiceServer, EchoServiceStub,
-};
+use spindle_rpc::proto::example::{EchoServiceServer, EchoServiceStub};
 use spindle_rpc::server::{Server, ServerOptions};
-use spindle_rpc::service::CallContext;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// Echo whose `hold` requests park until the test releases them (at most 20 s).
-struct Gate {
-    held: Arc<AtomicUsize>,
-    release: Arc<AtomicBool>,
-}
-
-impl EchoService for Gate {
-    fn echo(&self, _: &mut CallContext, r: EchoRequest) -> Result<EchoResponse, RpcError> {
-        if r.message == "hold" {
-            self.held.fetch_add(1, Ordering::SeqCst);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !self.release.load(Ordering::SeqCst) && Instant::now() < deadline {
-                spindle_runtime::sleep(Duration::from_millis(2));
-            }
-        }
-        Ok(EchoResponse { message: r.message })
-    }
-}
 
 fn get(addr: SocketAddr, path: &str) -> Raw {
     let mut c = Conn::new(addr);
@@ -46,32 +23,17 @@ fn get(addr: SocketAddr, path: &str) -> Raw {
     c.response()
 }
 
-fn echo(stub: &EchoServiceStub<Channel>, msg: &str) -> Result<String, RpcError> {
-    stub.echo(
-        &mut CallContext::default(),
-        &EchoRequest {
-            message: msg.into(),
-        },
-    )
-    .map(|r| r.message)
-}
-
 /// A server with `max_concurrency = 1` whose only slot is held by a blocked handler still
 /// answers its builtin pages; a second RPC and a user's plain handler get `ELIMIT`.
 #[test]
 fn builtin_pages_answer_at_max_concurrency() {
-    let held = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(AtomicBool::new(false));
+    let gate = Gate::default();
+    let (held, release) = (gate.received.clone(), gate.release.clone());
     let mut server = Server::new(ServerOptions {
         max_concurrency: 1,
         ..ServerOptions::default()
     });
-    server
-        .add_service(EchoServiceServer(Gate {
-            held: held.clone(),
-            release: release.clone(),
-        }))
-        .unwrap();
+    server.add_service(EchoServiceServer(gate)).unwrap();
     server
         .add_http_handler("GET", "/mine", |_: &HttpRequest| {
             HttpResponse::text(200, "mine\n")

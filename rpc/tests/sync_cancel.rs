@@ -6,37 +6,16 @@
 
 mod common;
 
-use common::opts;
+use common::{opts, Gate};
 use spindle_rpc::channel::{CancelHandle, Channel, ChannelOptions};
 use spindle_rpc::errors::{ErrorCode, RpcError};
-use spindle_rpc::proto::example::{
-    EchoRequest, EchoResponse, EchoService, EchoServiceServer, EchoServiceStub,
-};
+use spindle_rpc::proto::example::{EchoRequest, EchoServiceServer, EchoServiceStub};
 use spindle_rpc::protocol::ConnectionType;
 use spindle_rpc::server::{Server, ServerOptions};
 use spindle_rpc::service::CallContext;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Echo whose `hold` requests park until released (at most 20 s); counts requests received.
-struct Gate {
-    received: Arc<AtomicUsize>,
-    release: Arc<AtomicBool>,
-}
-
-impl EchoService for Gate {
-    fn echo(&self, _: &mut CallContext, r: EchoRequest) -> Result<EchoResponse, RpcError> {
-        self.received.fetch_add(1, Ordering::SeqCst);
-        if r.message == "hold" {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while !self.release.load(Ordering::SeqCst) && Instant::now() < deadline {
-                spindle_runtime::sleep(Duration::from_millis(2));
-            }
-        }
-        Ok(EchoResponse { message: r.message })
-    }
-}
 
 struct Fixture {
     server: Server,
@@ -45,15 +24,10 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let received = Arc::new(AtomicUsize::new(0));
-    let release = Arc::new(AtomicBool::new(false));
+    let gate = Gate::default();
+    let (received, release) = (gate.received.clone(), gate.release.clone());
     let mut server = Server::new(ServerOptions::default());
-    server
-        .add_service(EchoServiceServer(Gate {
-            received: received.clone(),
-            release: release.clone(),
-        }))
-        .unwrap();
+    server.add_service(EchoServiceServer(gate)).unwrap();
     server.start("127.0.0.1:0").unwrap();
     Fixture {
         server,

@@ -8,7 +8,7 @@ use spindle_rpc::proto::example::{
 };
 use spindle_rpc::server::{Server, ServerOptions};
 use spindle_rpc::service::CallContext;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,27 @@ pub fn echo_server_counting(options: ServerOptions) -> (Server, Arc<AtomicUsize>
 pub fn stub(server: &Server, options: ChannelOptions) -> EchoServiceStub<Channel> {
     let addr = server.local_addr().unwrap().to_string();
     EchoServiceStub::new(Channel::new(&addr, options).unwrap())
+}
+
+/// Echo whose `hold` requests park until `release` is set (at most 20 s); `received` counts
+/// every request that reached the handler.
+#[derive(Default)]
+pub struct Gate {
+    pub received: Arc<AtomicUsize>,
+    pub release: Arc<AtomicBool>,
+}
+
+impl EchoService for Gate {
+    fn echo(&self, _: &mut CallContext, r: EchoRequest) -> Result<EchoResponse, RpcError> {
+        self.received.fetch_add(1, Ordering::SeqCst);
+        if r.message == "hold" {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !self.release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                spindle_runtime::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(EchoResponse { message: r.message })
+    }
 }
 
 /// One echo call.
