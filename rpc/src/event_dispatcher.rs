@@ -8,8 +8,9 @@
 //! read sockets or answer handshakes: connections stall and fail ("Got EOF", seed 004).
 //!
 //! Spindle never pins a worker. A dispatcher has one poller at a time (the `owner` word; only
-//! the owner calls `epoll_wait`, so a write to the dispatcher's wake-up eventfd reaches exactly
-//! the owner):
+//! the owner calls `epoll_wait` and drains the wake-up eventfd, before it releases the
+//! dispatcher, so a write to the eventfd reaches the owner of the moment or the next one, never
+//! nobody):
 //!
 //! - **An idle worker** (the fast path). The dispatchers register a runtime
 //!   [`IdleHook`](spindle_runtime::IdleHook): a worker of tag 0 with nothing to run takes a free
