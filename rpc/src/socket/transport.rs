@@ -16,7 +16,7 @@
 //! - **Write** (`write::drain`): [`RdmaEndpoint::cut_from_iobufs`] instead of `writev`;
 //!   `WouldBlock` (no window) waits on the socket's `EPOLLOUT` butex, which the reader (event
 //!   mode) or the poller (polling mode) bumps when a completion opens the window.
-//! - **Read** ([`Transport::read`], called by the input messenger): the endpoint fills the read
+//! - **Read** (`Transport::read`, called by the input messenger): the endpoint fills the read
 //!   buffer — event mode `poll` (ack, poll, re-arm, poll again), polling mode `take_received` —
 //!   and once it has nothing more the TCP fd is read: EOF or a reset closes the connection, any
 //!   byte is a protocol error, `EAGAIN` ends the round.
@@ -27,7 +27,7 @@
 //!   wakes writers when the window opened and starts the reader (the dispatcher's `nevent`
 //!   0→1 path) when bytes arrived. A handler error is stored and reported by the reader, which
 //!   fails the socket (a handler must not drop its own registration).
-//! - [`Transport::on_failed`] (from `Socket::set_failed`) shuts the endpoint down and removes
+//! - `Transport::on_failed` (from `Socket::set_failed`) shuts the endpoint down and removes
 //!   its completion fd or poller registration.
 
 use super::rdma_api::{EndpointError, PollOutcome, RdmaEndpoint};

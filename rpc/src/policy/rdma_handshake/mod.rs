@@ -12,10 +12,10 @@
 //!    way the socket now waits for the client's 4-byte ACK.
 //! 3. While it waits, `parse` reads the next 4 bytes as the ACK (bytes after an OK ACK are a
 //!    protocol error: the client must not send anything over TCP after it). OK → the socket
-//!    switches to the endpoint ([`Transport`](crate::socket::Transport)); not OK → the endpoint
+//!    switches to the endpoint ([`Transport`]); not OK → the endpoint
 //!    is shut down and the connection goes on over TCP.
 //!
-//! # Client side ([`client_handshake`], `ChannelOptions::use_rdma`)
+//! # Client side (`client_handshake`, `ChannelOptions::use_rdma`)
 //!
 //! After the TCP connect and before the connection carries any call: prepare an endpoint,
 //! write `encode_hello(rdma_client_handshake_version)`, wait for the server's hello (parsed
