@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{echo, echo_server, stub};
+use common::{echo, echo_from_fibers_with_sleepers, echo_server, stub};
 use spindle_rpc::channel::ChannelOptions;
 use spindle_rpc::event_dispatcher::{dispatcher_count, EVENT_DISPATCHER_NUM};
 use spindle_rpc::server::ServerOptions;
@@ -32,24 +32,7 @@ fn two_workers_four_dispatchers_echo() {
             ))
         })
         .collect();
-    let handles: Vec<_> = (0..24)
-        .map(|f| {
-            let stub = stubs[f % stubs.len()].clone();
-            spindle_runtime::spawn(move || {
-                for i in 0..50 {
-                    let msg = if i % 10 == 0 {
-                        "sleep:1".to_owned()
-                    } else {
-                        format!("{f}/{i}")
-                    };
-                    assert_eq!(echo(&stub, &msg).unwrap(), msg);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    echo_from_fibers_with_sleepers(&stubs, 50);
     // And from plain threads too.
     let threads: Vec<_> = stubs
         .iter()

@@ -9,7 +9,7 @@
 mod common;
 mod rdma_common;
 
-use common::{echo, echo_server, opts, stub};
+use common::{echo_from_fibers_with_sleepers, echo_server, opts, stub};
 use rdma_common::{setup_small_pools, transports_of};
 use spindle_rpc::channel::{Channel, ChannelOptions};
 use spindle_rpc::event_dispatcher::{dispatcher_count, EVENT_DISPATCHER_NUM};
@@ -57,24 +57,7 @@ fn two_workers_four_dispatchers_four_pollers_rdma_echo() {
     let stubs: Vec<_> = (0..6)
         .map(|_| Arc::new(stub(&server, opts_rdma.clone())))
         .collect();
-    let handles: Vec<_> = (0..24)
-        .map(|f| {
-            let stub = stubs[f % stubs.len()].clone();
-            spindle_runtime::spawn(move || {
-                for i in 0..40 {
-                    let msg = if i % 10 == 0 {
-                        "sleep:1".to_owned()
-                    } else {
-                        format!("{f}/{i}")
-                    };
-                    assert_eq!(echo(&stub, &msg).unwrap(), msg);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
+    echo_from_fibers_with_sleepers(&stubs, 40);
     let t = transports_of(port);
     assert_eq!(t.len(), 12, "6 connections, both ends: {t:?}");
     assert!(t.iter().all(|t| t.starts_with("rdma")), "{t:?}");

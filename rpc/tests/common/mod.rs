@@ -99,6 +99,29 @@ impl EchoService for Gate {
     }
 }
 
+/// 24 fibers over `stubs`, each making `calls` echo calls of which every tenth sleeps 1 ms in
+/// the handler; every answer is checked. The seed-004 configurations' load.
+pub fn echo_from_fibers_with_sleepers(stubs: &[Arc<EchoServiceStub<Channel>>], calls: usize) {
+    let handles: Vec<_> = (0..24)
+        .map(|f| {
+            let stub = stubs[f % stubs.len()].clone();
+            spindle_runtime::spawn(move || {
+                for i in 0..calls {
+                    let msg = if i % 10 == 0 {
+                        "sleep:1".to_owned()
+                    } else {
+                        format!("{f}/{i}")
+                    };
+                    assert_eq!(echo(&stub, &msg).unwrap(), msg);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
 /// One echo call.
 pub fn echo(stub: &EchoServiceStub<Channel>, msg: &str) -> Result<String, RpcError> {
     let mut ctx = CallContext::default();
