@@ -73,7 +73,7 @@ pub use buf_impl::IOBufCursor;
 pub use error::AllocatorError;
 pub use fd_io::IOV_MAX;
 pub use iobuf::{IOBuf, Piece, Pieces, Slices};
-pub use portal::{IOPortal, MAX_READ_BLOCKS};
+pub use portal::{FdRead, IOPortal, MAX_READ_BLOCKS};
 
 #[cfg(test)]
 mod tests;

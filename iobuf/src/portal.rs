@@ -23,6 +23,24 @@ use std::os::fd::RawFd;
 /// Most blocks filled by one `readv` (64 × 8 KiB = 512 KiB, brpc's largest read size).
 pub const MAX_READ_BLOCKS: usize = 64;
 
+/// What one [`IOPortal::read_from_fd`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdRead {
+    /// Bytes appended (0: end of file).
+    pub read: usize,
+    /// Bytes the `readv` had room for: `max`, or less when `max` needs more than
+    /// [`MAX_READ_BLOCKS`] blocks.
+    pub offered: usize,
+}
+
+impl FdRead {
+    /// Whether the read returned data but filled less than it offered: a stream socket had
+    /// nothing more queued when it was read.
+    pub fn is_short(&self) -> bool {
+        self.read > 0 && self.read < self.offered
+    }
+}
+
 /// An [`IOBuf`] that appends from file descriptors; dereferences to the IOBuf.
 #[derive(Default, Debug)]
 pub struct IOPortal {
@@ -47,6 +65,18 @@ impl IOPortal {
     /// - `EINTR` is retried internally; any other error is returned as is. On error nothing is
     ///   appended.
     pub fn append_from_fd(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
+        self.read_from_fd(fd, max).map(|r| r.read)
+    }
+
+    /// [`append_from_fd`](Self::append_from_fd) that also tells how many bytes the `readv`
+    /// offered room for: fewer than `max` when `max` needs more than [`MAX_READ_BLOCKS`]
+    /// blocks.
+    ///
+    /// A stream socket that filled less than it was offered ([`FdRead::is_short`]) had nothing
+    /// more queued at that moment, so an edge-triggered reader may stop without a second
+    /// `readv` that would return `EAGAIN` (bytes arriving later raise a new edge). A read that
+    /// filled its whole offer proves nothing: read again.
+    pub fn read_from_fd(&mut self, fd: RawFd, max: usize) -> io::Result<FdRead> {
         if max == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -130,7 +160,10 @@ impl IOPortal {
         // Unused fresh blocks are still `refs == 1`, `size == 0`, as the cache requires.
         block_cache::recycle_many(&mut fresh[..fresh_count]);
         result?;
-        Ok(read)
+        Ok(FdRead {
+            read,
+            offered: space,
+        })
     }
 
     /// The IOBuf read so far (the kept tail block goes with it).

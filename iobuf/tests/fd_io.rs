@@ -2,7 +2,7 @@
 //! IOV_MAX, several buffers in one writev. (System calls: not run under miri.)
 #![cfg(unix)]
 
-use spindle_iobuf::{block_size, cached_blocks, IOBuf, IOPortal, IOV_MAX, MAX_READ_BLOCKS};
+use spindle_iobuf::{block_size, cached_blocks, FdRead, IOBuf, IOPortal, IOV_MAX, MAX_READ_BLOCKS};
 use std::io::ErrorKind;
 use std::os::fd::RawFd;
 
@@ -331,4 +331,56 @@ fn writing_to_a_closed_peer_is_broken_pipe() {
     let e = b.cut_into_fd(w.0).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::BrokenPipe);
     assert_eq!(b, "data");
+}
+
+/// `read_from_fd` reports what the `readv` offered, so a reader can tell "drained" (short) from
+/// "filled its whole offer" (read again) without a second system call.
+#[test]
+fn read_from_fd_reports_the_offer_and_short_reads() {
+    let bs = block_size();
+    let (r, w) = socketpair();
+    set_nonblocking(&r);
+    let mut p = IOPortal::new();
+
+    // 10 bytes queued, 4 KiB offered: short.
+    raw_write(&w, &pattern(10));
+    let got = p.read_from_fd(r.0, 4096).unwrap();
+    assert_eq!(
+        got,
+        FdRead {
+            read: 10,
+            offered: 4096
+        }
+    );
+    assert!(got.is_short());
+
+    // Exactly the offer: not short (more may be queued).
+    raw_write(&w, &pattern(100));
+    let got = p.read_from_fd(r.0, 40).unwrap();
+    assert_eq!((got.read, got.offered), (40, 40));
+    assert!(!got.is_short());
+    let got = p.read_from_fd(r.0, 4096).unwrap();
+    assert_eq!(got.read, 60);
+    assert!(got.is_short());
+
+    // An offer larger than MAX_READ_BLOCKS blocks is capped: what was really offered is
+    // reported, never `max`.
+    let got = {
+        raw_write(&w, &pattern(3));
+        p.read_from_fd(r.0, usize::MAX).unwrap()
+    };
+    assert_eq!(got.read, 3);
+    assert!(got.offered <= bs * MAX_READ_BLOCKS && got.offered > bs * (MAX_READ_BLOCKS - 1));
+    assert!(got.is_short());
+
+    // EAGAIN is an error as before; EOF is `read: 0`, never short.
+    assert_eq!(
+        p.read_from_fd(r.0, 4096).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    drop(w);
+    let eof = p.read_from_fd(r.0, 4096).unwrap();
+    assert_eq!(eof.read, 0);
+    assert!(!eof.is_short());
+    assert_eq!(p.len(), 10 + 100 + 3);
 }

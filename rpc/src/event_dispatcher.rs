@@ -48,6 +48,14 @@
 //! reader per socket at any time, and no event is lost: an event counted after the reader's
 //! last `EAGAIN` makes its CAS fail.
 //!
+//! A TCP read that fills less than it offered ends the round like `EAGAIN` (tokio does the
+//! same): the kernel had nothing more queued when it copied, and bytes queued after that raise
+//! a new edge, hence a new count. This saves a `readv` per event for request/response traffic.
+//! The exception is the end of the stream: a FIN that arrives with the last bytes raises no
+//! later edge, so an event carrying `EPOLLRDHUP` / `EPOLLHUP` / `EPOLLERR` first sets the
+//! socket's sticky `input_hup` flag (before its count, which the reader acquires), and from
+//! then on the reader reads until EOF or `EAGAIN`.
+//!
 //! On `EPOLLOUT` the dispatcher bumps the socket's write butex and wakes the keep-write fiber
 //! or the connecting caller. `EPOLLOUT` is in the interest set only on demand (connect, blocked
 //! writes: `arm_epollout`).
@@ -292,6 +300,7 @@ impl Dispatcher {
     /// fibers start where this runs: on a worker, the fiber runs next on it).
     fn handle(&self, events: &[libc::epoll_event], by_worker: bool) {
         let mut sockets = 0;
+        let mut readers = 0;
         for ev in events {
             let flags = ev.events;
             if ev.u64 == WAKE_DATA {
@@ -307,8 +316,15 @@ impl Dispatcher {
                 }
             }
             if flags & input != 0 {
-                start_input_event(id);
+                let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+                readers += usize::from(count_input_event(id, flags & hup != 0, false));
             }
+        }
+        if readers > 0 {
+            // One wake-up for the batch (one futex call, however many readers): on a worker
+            // the last reader runs next right here and the others wait, stealable, for the
+            // workers this wakes; from the thread, every reader went to a remote queue.
+            spindle_runtime::flush();
         }
         if sockets > 0 {
             let counter = if by_worker {
@@ -320,19 +336,42 @@ impl Dispatcher {
         }
     }
 
-    /// An idle worker that took the poller: block until I/O or an unpark, then handle it.
-    fn park_worker(&self, still_idle: &dyn Fn() -> bool) {
+    /// An idle worker that took the poller: block until I/O or an unpark. What it saw is kept
+    /// for [`DispatcherHook::after_park`], which handles it once the worker no longer counts as
+    /// a sleeper.
+    fn park_worker(&self, index: usize, still_idle: &dyn Fn() -> bool) {
         self.worker_polls.fetch_add(1, Ordering::Relaxed);
         if !still_idle() {
             self.owner.store(FREE, Ordering::Release);
             return;
         }
-        let mut events: Events = [NO_EVENT; MAX_EVENTS];
-        let n = self.wait(&mut events, -1);
+        PARKED.with_borrow_mut(|p| {
+            p.n = self.wait(&mut p.events, -1);
+            p.dispatcher = index;
+        });
         // Released before handling: another idle worker may poll while this one runs readers.
         self.owner.store(FREE, Ordering::Release);
-        self.handle(&events[..n], true);
     }
+}
+
+/// What a worker's park saw, handled by `after_park` on the same thread (the scheduler's own
+/// context, between the two calls: no fiber runs and nothing migrates).
+struct Parked {
+    /// Index of the dispatcher polled.
+    dispatcher: usize,
+    /// Events in `events` not yet handled.
+    n: usize,
+    events: Events,
+}
+
+thread_local! {
+    static PARKED: std::cell::RefCell<Parked> = const {
+        std::cell::RefCell::new(Parked {
+            dispatcher: 0,
+            n: 0,
+            events: [NO_EVENT; MAX_EVENTS],
+        })
+    };
 }
 
 /// The dispatcher thread, the safety net. While workers poll (one is parked in the dispatcher,
@@ -399,7 +438,7 @@ impl spindle_runtime::IdleHook for DispatcherHook {
                 .compare_exchange(FREE, WORKER, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                d.park_worker(still_idle);
+                d.park_worker((start + k) % ds.len(), still_idle);
                 return true;
             }
         }
@@ -416,7 +455,7 @@ impl spindle_runtime::IdleHook for DispatcherHook {
                 .compare_exchange(FREE, WORKER, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                d.park_worker(still_idle);
+                d.park_worker((start + k) % ds.len(), still_idle);
                 return true;
             }
             // The thread blocks in epoll_wait: interrupt it, it releases the dispatcher and
@@ -425,6 +464,15 @@ impl spindle_runtime::IdleHook for DispatcherHook {
             break;
         }
         false
+    }
+
+    fn after_park(&self) {
+        PARKED.with_borrow_mut(|p| {
+            let n = std::mem::take(&mut p.n);
+            if n > 0 {
+                DISPATCHERS[p.dispatcher].handle(&p.events[..n], true);
+            }
+        });
     }
 
     fn unpark(&self) -> usize {
@@ -458,13 +506,32 @@ impl spindle_runtime::IdleHook for DispatcherHook {
 
 /// Counts an input event on `id` and spawns its reader on the 0→1 transition.
 pub(crate) fn start_input_event(id: SocketId) {
+    count_input_event(id, false, true);
+}
+
+/// [`start_input_event`] for an event from epoll; `hup`: it carried `EPOLLRDHUP`, `EPOLLHUP`
+/// or `EPOLLERR`. That is recorded on the socket *before* the count, so the reader that
+/// consumes this count sees it and reads to the end instead of stopping after a short read.
+/// Without `signal` the spawn owes its wake-up to [`spindle_runtime::flush`]. Returns whether
+/// a reader was spawned.
+fn count_input_event(id: SocketId, hup: bool, signal: bool) -> bool {
     let Some(s) = socket::address(id) else {
-        return;
+        return false;
     };
-    if s.nevent.fetch_add(1, Ordering::AcqRel) == 0 {
-        drop(s);
-        spindle_runtime::spawn(move || process_input_events(id));
+    if hup {
+        s.input_hup.store(true, Ordering::Release);
     }
+    if s.nevent.fetch_add(1, Ordering::AcqRel) != 0 {
+        return false;
+    }
+    drop(s);
+    let reader = move || process_input_events(id);
+    if signal {
+        spindle_runtime::spawn(reader);
+    } else {
+        spindle_runtime::spawn_no_signal(reader);
+    }
+    true
 }
 
 /// The reader fiber of socket `id` (module doc, "The `nevent` protocol").

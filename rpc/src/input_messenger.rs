@@ -15,8 +15,9 @@
 //! 4. Of the messages cut in one round, all but the last are processed in new fibers spawned
 //!    with `spawn_no_signal`, then one `flush` wakes workers; the last is processed in place
 //!    (no hand-off for the common one-message read).
-//! 5. Repeat until `EAGAIN`; EOF or a read error fails the socket after the messages already
-//!    cut were handed out (a connection reset by the peer is closed like EOF, without a log
+//! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
+//!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
+//!    already cut were handed out (a connection reset by the peer is closed like EOF, without a log
 //!    line).
 
 use crate::errors::{ErrorCode, RpcError};
@@ -135,10 +136,14 @@ impl InputHandler for InputMessenger {
                     .transport
                     .read(s, &mut rs.portal, read_size(rs.avg_message_size));
                 let (eof, drained) = match got {
-                    Ok(0) => (true, true),
-                    Ok(n) => {
-                        s.stats.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                        (false, false)
+                    Ok(r) if r.bytes == 0 => (true, true),
+                    Ok(r) => {
+                        s.stats
+                            .bytes_in
+                            .fetch_add(r.bytes as u64, Ordering::Relaxed);
+                        // A short read drained the socket unless the stream is ending (a FIN
+                        // raises no later edge): module doc of `event_dispatcher`.
+                        (false, r.short && !s.input_hup.load(Ordering::Acquire))
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true),
                     // A reset is how many clients end a connection (a load generator that

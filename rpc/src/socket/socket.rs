@@ -115,6 +115,10 @@ pub struct Socket {
     pub(crate) handler: Arc<dyn InputHandler>,
     /// Input events not yet consumed by the reader; 0 = no reader running.
     pub(crate) nevent: AtomicU32,
+    /// The dispatcher saw `EPOLLRDHUP`, `EPOLLHUP` or `EPOLLERR` (set before the `nevent`
+    /// increment that reports it, never cleared): from then on the reader reads until EOF or
+    /// `EAGAIN`, since a short read no longer proves that nothing else is coming.
+    pub(crate) input_hup: AtomicBool,
     /// State of the single reader.
     pub(crate) read: Mutex<ReadState>,
     /// The lock-free write list and `EPOLLOUT` butex.
@@ -167,6 +171,7 @@ impl Socket {
             remote,
             handler,
             nevent: AtomicU32::new(0),
+            input_hup: AtomicBool::new(false),
             read: Mutex::new(ReadState::default()),
             write: WriteList::new(),
             failed: AtomicBool::new(false),

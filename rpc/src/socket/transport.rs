@@ -75,6 +75,17 @@ struct Handshake {
     client_reply: Option<Result<DecodedHello, String>>,
 }
 
+/// What one [`Transport::read`] got.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransportRead {
+    /// Bytes appended to the portal (0: end of file).
+    pub bytes: usize,
+    /// A TCP read that filled less than it offered: nothing more was queued, so the reader
+    /// may end its round without another `readv` (see the `nevent` protocol in
+    /// [`crate::event_dispatcher`]). Never set on RDMA, which is read until it is empty.
+    pub short: bool,
+}
+
 /// A socket's transport. See the module doc.
 pub struct Transport {
     /// `TCP`, `SERVER_HELLO_RECEIVED`, `SERVER_AWAITING_ACK`, `CLIENT_AWAITING_HELLO` or
@@ -313,17 +324,35 @@ impl Transport {
         Ok(())
     }
 
-    /// Reads what arrived into `portal`, as `IOPortal::append_from_fd` answers: `Ok(0)` = EOF,
-    /// `WouldBlock` = nothing more for now. On RDMA, bytes on the TCP fd are an error.
+    /// Reads what arrived into `portal`, as `IOPortal::append_from_fd` answers: `bytes == 0` =
+    /// EOF, `WouldBlock` = nothing more for now. On RDMA, bytes on the TCP fd are an error.
     pub(crate) fn read(
         &self,
         s: &SocketHandle,
         portal: &mut IOPortal,
         max: usize,
-    ) -> io::Result<usize> {
+    ) -> io::Result<TransportRead> {
         let Some(ep) = self.rdma_endpoint() else {
-            return portal.append_from_fd(s.fd(), max);
+            let r = portal.read_from_fd(s.fd(), max)?;
+            return Ok(TransportRead {
+                bytes: r.read,
+                short: r.is_short(),
+            });
         };
+        self.read_rdma(s, ep, portal).map(|bytes| TransportRead {
+            bytes,
+            short: false,
+        })
+    }
+
+    /// [`read`](Self::read) once the socket switched to RDMA: drains the endpoint, then probes
+    /// the TCP fd.
+    fn read_rdma(
+        &self,
+        s: &SocketHandle,
+        ep: &RdmaEndpoint,
+        portal: &mut IOPortal,
+    ) -> io::Result<usize> {
         if let Some(why) = self
             .completion_error
             .lock()

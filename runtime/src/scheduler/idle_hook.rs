@@ -33,11 +33,18 @@ pub trait IdleHook: Send + Sync + 'static {
     /// the hook cannot take this worker (another worker already polls); the worker then sleeps
     /// on its futex as usual. Otherwise the hook makes the worker visible to [`unpark`]
     /// (e.g. takes its poller's ownership), calls `still_idle`, and blocks only if that returned
-    /// `true`, until I/O is ready or `unpark` is called; it handles the ready I/O (typically by
-    /// spawning fibers, which land on this worker) and returns `true`.
+    /// `true`, until I/O is ready or `unpark` is called, and returns `true`. The ready I/O is
+    /// best handled in [`after_park`](IdleHook::after_park), which the worker calls next.
     ///
     /// [`unpark`]: IdleHook::unpark
     fn park(&self, still_idle: &dyn Fn() -> bool) -> bool;
+
+    /// Called by the worker right after a [`park`](IdleHook::park) that returned `true`, once
+    /// the worker no longer counts as a sleeper of its lot: the place to handle the I/O the
+    /// park saw (typically by spawning fibers, which land on this worker). Fibers spawned
+    /// inside `park` would signal the parked worker itself as a sleeper, a wasted futex wake
+    /// and poller interrupt per spawn. The default does nothing.
+    fn after_park(&self) {}
 
     /// Interrupts the workers blocked in [`park`](IdleHook::park); returns how many were
     /// interrupted (an upper bound is fine). Called from any thread, including non-workers.
