@@ -15,8 +15,8 @@
 //!
 //! Usage: `cargo run --release -p spindle-benches --bin iobuf_bench [-- --quick] [--only <case>]`.
 //! Prints a table, then one `RESULT` line per case. Each case is split into short batches; every
-//! batch runs Spindle then the peer back to back, `rounds` times, and a side's time is the sum of
-//! its per-batch minima (filters out preemption on a shared machine).
+//! batch runs both sides back to back (which goes first alternates), `rounds` times, and a side's
+//! time is the sum of its per-batch minima (filters out preemption on a shared machine).
 //! `IOBUF_BENCH_SIDE=spindle|bytes` runs one side only (for profiling).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -130,9 +130,10 @@ fn main() {
     }
 }
 
-/// Runs `batches` small batches of each side, back to back (Spindle then peer for the same batch,
-/// so both see the same machine), `rounds` times; returns the sum over batches of each batch's
-/// best time. Filters out preemption on a shared, noisy machine better than whole-run minima.
+/// Runs `batches` small batches of each side, back to back (both sides on the same batch, so both
+/// see the same machine; the side that goes first alternates between rounds and batches),
+/// `rounds` times; returns the sum over batches of each batch's best time. Filters out
+/// preemption on a shared, noisy machine better than whole-run minima.
 fn min_sum(
     rounds: usize,
     batches: usize,
@@ -142,13 +143,19 @@ fn min_sum(
     let side = std::env::var("IOBUF_BENCH_SIDE").unwrap_or_default();
     let mut s = vec![Duration::MAX; batches];
     let mut p = vec![Duration::MAX; batches];
-    for _ in 0..rounds {
+    for round in 0..rounds {
         for i in 0..batches {
-            if side != "bytes" {
-                s[i] = s[i].min(spindle(i));
-            }
-            if side != "spindle" {
-                p[i] = p[i].min(peer(i));
+            // Which side goes first alternates, so neither always runs on caches and threads
+            // the other just warmed (or disturbed).
+            let spindle_first = (round + i) % 2 == 0;
+            for turn in 0..2 {
+                if (turn == 0) == spindle_first {
+                    if side != "bytes" {
+                        s[i] = s[i].min(spindle(i));
+                    }
+                } else if side != "spindle" {
+                    p[i] = p[i].min(peer(i));
+                }
             }
         }
     }
