@@ -300,7 +300,10 @@ impl Dispatcher {
     /// fibers start where this runs: on a worker, the fiber runs next on it).
     fn handle(&self, events: &[libc::epoll_event], by_worker: bool) {
         let mut sockets = 0;
-        let mut readers = 0;
+        // The newest socket that needs a reader (spawned last, so it runs next on a worker),
+        // and whether earlier ones were spawned without a wake-up.
+        let mut last_reader: Option<SocketId> = None;
+        let mut owed = false;
         for ev in events {
             let flags = ev.events;
             if ev.u64 == WAKE_DATA {
@@ -315,15 +318,21 @@ impl Dispatcher {
                     s.write.wake_writers();
                 }
             }
-            if flags & input != 0 {
-                let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-                readers += usize::from(count_input_event(id, flags & hup != 0, false));
+            let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+            if flags & input != 0 && count_input_event(id, flags & hup != 0) {
+                if let Some(earlier) = last_reader.replace(id) {
+                    spindle_runtime::spawn_no_signal(move || process_input_events(earlier));
+                    owed = true;
+                }
             }
         }
-        if readers > 0 {
-            // One wake-up for the batch (one futex call, however many readers): on a worker
-            // the last reader runs next right here and the others wait, stealable, for the
-            // workers this wakes; from the thread, every reader went to a remote queue.
+        if let Some(id) = last_reader {
+            // On a worker the last reader takes the LIFO slot and runs next right here, with no
+            // wake-up; the earlier ones wait, stealable, for the workers that one `flush` (one
+            // futex call for the batch) wakes. From the thread they all go to remote queues.
+            spindle_runtime::spawn(move || process_input_events(id));
+        }
+        if owed {
             spindle_runtime::flush();
         }
         if sockets > 0 {
@@ -506,32 +515,23 @@ impl spindle_runtime::IdleHook for DispatcherHook {
 
 /// Counts an input event on `id` and spawns its reader on the 0→1 transition.
 pub(crate) fn start_input_event(id: SocketId) {
-    count_input_event(id, false, true);
+    if count_input_event(id, false) {
+        spindle_runtime::spawn(move || process_input_events(id));
+    }
 }
 
-/// [`start_input_event`] for an event from epoll; `hup`: it carried `EPOLLRDHUP`, `EPOLLHUP`
-/// or `EPOLLERR`. That is recorded on the socket *before* the count, so the reader that
-/// consumes this count sees it and reads to the end instead of stopping after a short read.
-/// Without `signal` the spawn owes its wake-up to [`spindle_runtime::flush`]. Returns whether
-/// a reader was spawned.
-fn count_input_event(id: SocketId, hup: bool, signal: bool) -> bool {
+/// Counts an input event on `id`; `true` on the 0→1 transition, when the caller must spawn
+/// the reader. `hup`: the event carried `EPOLLRDHUP`, `EPOLLHUP` or `EPOLLERR`. That is
+/// recorded on the socket *before* the count, so the reader that consumes this count sees it
+/// and reads to the end instead of stopping after a short read.
+fn count_input_event(id: SocketId, hup: bool) -> bool {
     let Some(s) = socket::address(id) else {
         return false;
     };
     if hup {
         s.input_hup.store(true, Ordering::Release);
     }
-    if s.nevent.fetch_add(1, Ordering::AcqRel) != 0 {
-        return false;
-    }
-    drop(s);
-    let reader = move || process_input_events(id);
-    if signal {
-        spindle_runtime::spawn(reader);
-    } else {
-        spindle_runtime::spawn_no_signal(reader);
-    }
-    true
+    s.nevent.fetch_add(1, Ordering::AcqRel) == 0
 }
 
 /// The reader fiber of socket `id` (module doc, "The `nevent` protocol").

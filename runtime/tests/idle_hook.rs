@@ -15,6 +15,14 @@ struct EventfdHook {
     parks: AtomicU64,
     unparks: AtomicU64,
     polls_now: AtomicU64,
+    /// `after_park` calls that followed a park on the same thread, and those that did not.
+    after_parks: AtomicU64,
+    stray_after_parks: AtomicU64,
+}
+
+thread_local! {
+    /// Set by `park` on the parking thread, consumed by `after_park`.
+    static JUST_PARKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl EventfdHook {
@@ -47,7 +55,16 @@ impl IdleHook for EventfdHook {
             self.drain();
         }
         self.seat.store(false, Ordering::Release);
+        JUST_PARKED.set(true);
         true
+    }
+
+    fn after_park(&self) {
+        if JUST_PARKED.replace(false) {
+            self.after_parks.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stray_after_parks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn unpark(&self) -> usize {
@@ -78,6 +95,8 @@ fn hook() -> &'static EventfdHook {
             parks: AtomicU64::new(0),
             unparks: AtomicU64::new(0),
             polls_now: AtomicU64::new(0),
+            after_parks: AtomicU64::new(0),
+            stray_after_parks: AtomicU64::new(0),
         }));
         assert!(spindle_runtime::set_idle_hook(h));
         assert!(!spindle_runtime::set_idle_hook(h), "the hook is set once");
@@ -120,6 +139,15 @@ fn idle_hook_parks_idle_workers_and_loses_no_wakeup() {
     assert!(
         h.parks.load(Ordering::Relaxed) > 0,
         "idle workers of tag 0 park in the hook"
+    );
+    assert!(
+        h.after_parks.load(Ordering::Relaxed) > 0,
+        "a worker calls after_park after a park that returned true"
+    );
+    assert_eq!(
+        h.stray_after_parks.load(Ordering::Relaxed),
+        0,
+        "after_park runs only on the thread that just parked, right after its park"
     );
 }
 

@@ -75,24 +75,30 @@ impl ParkingLot {
 
     /// Parks in the idle hook instead of the futex (see `idle_hook.rs`): registers as a
     /// sleeper, so signals see this worker, and lets `hook` block unless a signal arrived since
-    /// `st` was read. Returns `false` when the hook declined (the caller then calls
-    /// [`ParkingLot::wait`]), `true` otherwise (the caller looks for work again).
+    /// `st` was read; after a park, unregisters and then calls the hook's `after_park`. Returns
+    /// `false` when the hook declined (the caller then calls [`ParkingLot::wait`]), `true`
+    /// otherwise (the caller looks for work again).
     #[cfg(not(loom))]
     pub(crate) fn park_in_hook(&self, st: State, hook: &dyn super::idle_hook::IdleHook) -> bool {
         let cur = self.futex.word.fetch_add(1, Ordering::AcqRel) + 1;
-        let parked = if cur & !SLEEPER_MASK == st.0 {
+        // `None`: a signal arrived since `st`, the hook was not asked.
+        let hook_parked = if cur & !SLEEPER_MASK == st.0 {
             let still_idle = || {
                 // Pairs with the fence in `signal`: the hook published its ownership of the
                 // poller before this, the signaller its counter bump before reading that.
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                 self.futex.word.load(Ordering::Acquire) & !SLEEPER_MASK == st.0
             };
-            hook.park(&still_idle)
+            Some(hook.park(&still_idle))
         } else {
-            true
+            None
         };
         self.futex.word.fetch_sub(1, Ordering::AcqRel);
-        parked
+        if hook_parked == Some(true) {
+            // No longer a sleeper: what the hook spawns now signals only real sleepers.
+            hook.after_park();
+        }
+        hook_parked.unwrap_or(true)
     }
 
     /// Sleeps unless a signal arrived since `st` was read. May return spuriously.

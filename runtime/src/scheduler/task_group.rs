@@ -389,7 +389,6 @@ impl TaskGroup {
             if self.tag == 0 {
                 if let Some(hook) = super::idle_hook::hook() {
                     if lot.park_in_hook(st, hook) {
-                        hook.after_park();
                         continue;
                     }
                 }
