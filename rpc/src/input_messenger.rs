@@ -17,8 +17,8 @@
 //!    (no hand-off for the common one-message read).
 //! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
 //!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
-//!    already cut were handed out (a connection reset by the peer is closed like EOF, without a log
-//!    line).
+//!    already cut were handed out (a connection reset by the peer is closed like EOF, without a
+//!    log line).
 
 use crate::errors::{ErrorCode, RpcError};
 use crate::policy::baidu_std::BaiduStd;
