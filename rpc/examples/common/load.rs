@@ -57,8 +57,8 @@ impl Summary {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 60 s, 3 significant digits.
+/// A latency histogram in µs: 1 µs .. 60 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -73,8 +73,9 @@ fn percentiles(h: &Histogram<u64>) -> String {
     )
 }
 
-/// One client: calls until `stop`, recording latencies into `hist`.
-fn client(
+/// One client: calls until `stop`, recording latencies into `hist` (several clients may share
+/// one histogram) and counting failures in `errors`.
+pub fn client(
     stub: EchoServiceStub<Channel>,
     message: String,
     attachment: IOBuf,

@@ -5,11 +5,14 @@
 //! request attachments' bytes per second; as many come back), latency percentiles, and the
 //! process's CPU time per call.
 
+#[path = "load.rs"]
+#[allow(dead_code)] // only its client lane and histogram are used here
+mod load;
+
 use hdrhistogram::Histogram;
 use spindle_iobuf::IOBuf;
 use spindle_rpc::channel::Channel;
-use spindle_rpc::proto::example::{EchoRequest, EchoServiceStub};
-use spindle_rpc::service::CallContext;
+use spindle_rpc::proto::example::EchoServiceStub;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,10 +79,6 @@ impl Figures {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
 /// CPU time (user + system) of this process so far, in µs.
 pub fn process_cpu_us() -> u64 {
     // SAFETY: `getrusage` fills the zeroed, live `rusage` we pass.
@@ -96,47 +95,22 @@ pub fn process_cpu_us() -> u64 {
 pub fn run(channel: &Channel, cfg: &LoadConfig) -> Figures {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
-    let hist = Arc::new(Mutex::new(new_histogram()));
+    let hist = Arc::new(Mutex::new(load::new_histogram()));
     let message = "x".repeat(cfg.request_size);
     let attachment = IOBuf::from(vec![b'a'; cfg.attachment_size]);
     let fibers: Vec<_> = (0..cfg.depth.max(1))
         .map(|_| {
             let stub = EchoServiceStub::new(channel.clone());
-            let request = EchoRequest {
-                message: message.clone(),
-            };
-            let (attachment, hist, errors, stop) = (
-                attachment.clone(),
-                hist.clone(),
-                errors.clone(),
-                stop.clone(),
-            );
+            let (message, attachment) = (message.clone(), attachment.clone());
+            let (hist, errors, stop) = (hist.clone(), errors.clone(), stop.clone());
             spindle_runtime::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let mut ctx = CallContext {
-                        request_attachment: attachment.clone(),
-                        ..CallContext::default()
-                    };
-                    let start = Instant::now();
-                    match stub.echo(&mut ctx, &request) {
-                        Ok(_) => {
-                            let us = start.elapsed().as_micros().clamp(1, 60_000_000) as u64;
-                            let _ = hist.lock().unwrap_or_else(|e| e.into_inner()).record(us);
-                        }
-                        Err(e) => {
-                            if errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                                eprintln!("call failed: {e}");
-                            }
-                            spindle_runtime::sleep(Duration::from_millis(10));
-                        }
-                    }
-                }
+                load::client(stub, message, attachment, hist, errors, stop)
             })
         })
         .collect();
     let start = Instant::now();
     let cpu0 = process_cpu_us();
-    let mut total = new_histogram();
+    let mut total = load::new_histogram();
     let (mut tick, mut errors_seen, mut cpu_seen) = (0u64, 0u64, cpu0);
     let mut last = start;
     loop {
@@ -145,7 +119,7 @@ pub fn run(channel: &Channel, cfg: &LoadConfig) -> Figures {
         std::thread::sleep(wake.saturating_duration_since(Instant::now()));
         let second = std::mem::replace(
             &mut *hist.lock().unwrap_or_else(|e| e.into_inner()),
-            new_histogram(),
+            load::new_histogram(),
         );
         let _ = total.add(&second);
         let (errs, cpu, now) = (
