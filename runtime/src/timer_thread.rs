@@ -38,20 +38,53 @@ const RUNNING: u8 = 1;
 const DONE: u8 = 2;
 const CANCELLED: u8 = 3;
 
-type Callback = Box<dyn FnOnce() + Send + 'static>;
-
-/// One scheduled callback.
-struct TimerTask {
+/// One scheduled callback, in one allocation with its state (`S` is the callback's
+/// [`CallbackSlot`]; handles see it as `dyn CallbackSlot`).
+struct TimerTask<S: ?Sized = dyn CallbackSlot> {
     /// When to run.
     deadline: Instant,
     /// PENDING / RUNNING / DONE / CANCELLED.
     state: AtomicU8,
-    /// Taken by whoever wins the transition out of PENDING.
-    callback: UnsafeCell<Option<Callback>>,
+    /// The callback, taken by whoever wins the transition out of PENDING.
+    slot: S,
 }
 
-// SAFETY: `callback` is touched only by the single winner of the CAS out of PENDING.
-unsafe impl Sync for TimerTask {}
+/// Where a task keeps its callback until it runs or is cancelled.
+trait CallbackSlot: Send + Sync {
+    /// Takes the callback out and runs it, catching a panic; returns whether it panicked.
+    ///
+    /// # Safety
+    /// Only the single winner of the CAS out of PENDING may call it.
+    unsafe fn take_and_run(&self) -> bool;
+
+    /// Takes the callback out and drops it.
+    ///
+    /// # Safety
+    /// As for `take_and_run`.
+    unsafe fn take_and_drop(&self);
+}
+
+/// The callback of a task, stored inline.
+struct Slot<F>(UnsafeCell<Option<F>>);
+
+// SAFETY: the callback is touched only by the single winner of the CAS out of PENDING (the
+// methods' contract), and it is `Send`, so that winner may be any thread.
+unsafe impl<F: Send> Sync for Slot<F> {}
+
+impl<F: FnOnce() + Send> CallbackSlot for Slot<F> {
+    unsafe fn take_and_run(&self) -> bool {
+        // SAFETY: the caller won the transition out of PENDING: the callback is ours alone.
+        match unsafe { (*self.0.get()).take() } {
+            Some(cb) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(cb)).is_err(),
+            None => false,
+        }
+    }
+
+    unsafe fn take_and_drop(&self) {
+        // SAFETY: as above.
+        drop(unsafe { (*self.0.get()).take() });
+    }
+}
 
 /// Handle of a scheduled callback, for [`unschedule`]. Cheap to clone.
 #[derive(Clone)]
@@ -164,10 +197,10 @@ where
     F: FnOnce() + Send + 'static,
 {
     let t = timer();
-    let task = Arc::new(TimerTask {
+    let task: Arc<TimerTask> = Arc::new(TimerTask {
         deadline,
         state: AtomicU8::new(PENDING),
-        callback: UnsafeCell::new(Some(Box::new(f))),
+        slot: Slot(UnsafeCell::new(Some(f))),
     });
     let bucket = &t.buckets[my_bucket(t.buckets.len())];
     bucket
@@ -198,7 +231,7 @@ pub fn unschedule(id: &TimerId) -> bool {
     {
         Ok(_) => {
             // SAFETY: we won the transition out of PENDING: the callback is ours alone.
-            drop(unsafe { (*task.callback.get()).take() });
+            unsafe { task.slot.take_and_drop() };
             if let Some(t) = TIMER.get() {
                 t.cancelled.fetch_add(1, Ordering::Relaxed);
             }
@@ -280,10 +313,8 @@ impl TimerThread {
             .is_ok()
         {
             // SAFETY: we won the transition out of PENDING: the callback is ours alone.
-            if let Some(cb) = unsafe { (*t.callback.get()).take() } {
-                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(cb)).is_err() {
-                    eprintln!("spindle: a timer callback panicked (ignored)");
-                }
+            if unsafe { t.slot.take_and_run() } {
+                eprintln!("spindle: a timer callback panicked (ignored)");
             }
             t.state.store(DONE, Ordering::Release);
         }
