@@ -81,7 +81,39 @@ pub const MAX_RANGE: u32 = 1024;
 
 /// Type-erased on-error handler: `(raw id the error names, code)`, called with the lock held.
 /// The third argument is the runner token the guard carries.
-type ErasedHandler = Arc<dyn Fn(u64, i32, u64) + Send + Sync>;
+#[derive(Clone)]
+enum ErasedHandler {
+    /// A handler without state (a function, a closure capturing nothing): a plain function
+    /// pointer, so creating an id allocates nothing for it.
+    Stateless(fn(u64, i32, u64)),
+    /// A handler with captured state.
+    Shared(Arc<dyn Fn(u64, i32, u64) + Send + Sync>),
+}
+
+impl ErasedHandler {
+    fn call(&self, raw: u64, code: i32, token: u64) {
+        match self {
+            ErasedHandler::Stateless(f) => f(raw, code, token),
+            ErasedHandler::Shared(f) => f(raw, code, token),
+        }
+    }
+}
+
+/// Calls the stateless handler type `F` for `raw` (see [`ErasedHandler::Stateless`]).
+fn call_stateless<D, F>(raw: u64, code: i32, token: u64)
+where
+    D: Send + 'static,
+    F: Fn(FiberIdGuard<D>, i32) + Send + Sync + 'static,
+{
+    // Only referenced for such `F` (by `create_with_on_error`), checked again here.
+    assert!(size_of::<F>() == 0 && !std::mem::needs_drop::<F>());
+    // SAFETY: `F` is zero-sized with no drop glue (asserted), and inhabited (the creator passed
+    // a value of it): a value conjured from no bytes is the same handler.
+    let f: F = unsafe { std::mem::zeroed() };
+    // SAFETY: only called by a holder handing over the lock of `raw`'s slot, whose data is a `D`
+    // (type checked when the id was locked or errored).
+    f(unsafe { FiberIdGuard::adopt(raw, token) }, code)
+}
 
 /// Why an operation on a [`FiberId`] failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -375,11 +407,17 @@ impl<D: Send + 'static> FiberId<D> {
         // SAFETY: the slot is free (`range == 0`), so nobody can lock it or reach `data`; the
         // previous holder took its data out before the slot was given back (invariant 2).
         unsafe { *slot.data.get() = Some(Box::new(data)) };
-        let handler: ErasedHandler = Arc::new(move |raw, code, token| {
-            // SAFETY: the erased handler is only called by a holder handing over the lock of
-            // `raw`'s slot, whose data is a `D` (type checked when the id was locked or errored).
-            on_error(unsafe { FiberIdGuard::adopt(raw, token) }, code)
-        });
+        let handler = if size_of::<F>() == 0 && !std::mem::needs_drop::<F>() {
+            std::mem::forget(on_error); // no bytes, no drop: `call_stateless` conjures it
+            ErasedHandler::Stateless(call_stateless::<D, F>)
+        } else {
+            ErasedHandler::Shared(Arc::new(move |raw, code, token| {
+                // SAFETY: the erased handler is only called by a holder handing over the lock
+                // of `raw`'s slot, whose data is a `D` (type checked when it was locked or
+                // errored).
+                on_error(unsafe { FiberIdGuard::adopt(raw, token) }, code)
+            }))
+        };
         let mut m = slot.meta.lock();
         if m.next_ver.checked_add(range).is_none() {
             m.next_ver = 1; // version space of this slot wrapped (invariant 3)
@@ -619,7 +657,7 @@ fn run_handlers(slot: &'static Slot, first: (u64, i32)) {
                 token,
             )
         };
-        handler(next.0, next.1, token);
+        handler.call(next.0, next.1, token);
         let mut m = slot.meta.lock();
         if m.epoch != epoch {
             return; // destroyed inside the handler (and maybe already recycled): not ours
