@@ -36,6 +36,7 @@ use super::{connection::ClientConn, retriable, Channel, ChannelInner};
 use crate::errors::{ErrorCode, RpcError, EFAILEDSOCKET, ERPCTIMEDOUT};
 use crate::protocol::{CallInfo, ResponseBody};
 use crate::socket::{self, Socket, SocketId};
+use smallvec::SmallVec;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
 use spindle_runtime::fiber_id::{FiberId, FiberIdGuard, MAX_RANGE};
@@ -47,8 +48,32 @@ use std::time::{Duration, Instant};
 /// The outcome of a call.
 pub type CallResult = Result<ResponseBody, RpcError>;
 
-/// A completion callback.
-pub(crate) type Done = Box<dyn FnOnce(CallResult) + Send>;
+/// What a call does with its outcome.
+pub(crate) enum Done {
+    /// A synchronous caller parks on it: setting it only wakes that caller.
+    Sync(Arc<SyncWaiter>),
+    /// The user's completion callback: user code, it may block.
+    Callback(Box<dyn FnOnce(CallResult) + Send>),
+}
+
+impl Done {
+    fn run(self, result: CallResult) {
+        match self {
+            Done::Sync(w) => w.set(result),
+            Done::Callback(f) => f(result),
+        }
+    }
+}
+
+/// Where [`complete`] is called from, which decides what it may do there.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum CompletedOn {
+    /// A fiber or thread that may run anything.
+    Caller,
+    /// The timer thread (the deadline fired): nothing but the hand-off to a fiber happens
+    /// there, and the deadline timer is not cancelled (it is the one running).
+    TimerThread,
+}
 
 /// What every attempt of a call sends: the request serialized once, and its meta fields.
 pub(crate) struct CallPlan {
@@ -127,8 +152,8 @@ pub(crate) struct CallData {
     timer: Option<TimerId>,
     /// The backup-request timer.
     backup_timer: Option<TimerId>,
-    /// Attempts in flight (module doc).
-    attempts: Vec<Attempt>,
+    /// Attempts in flight (module doc); inline for the usual one or two (first try, backup).
+    attempts: SmallVec<[Attempt; 2]>,
     /// Version offset of the next attempt.
     next_version: u32,
     /// Versions of the id (attempts possible in all).
@@ -215,7 +240,7 @@ pub(crate) fn start(
             finished: finished.clone(),
             timer: None,
             backup_timer: None,
-            attempts: Vec::new(),
+            attempts: SmallVec::new(),
             next_version: 0,
             range,
             retries: 0,
@@ -344,7 +369,7 @@ fn attempt_failed(mut g: FiberIdGuard<CallData>, raw: u64, error: RpcError) {
         spindle_runtime::spawn(move || issue(next, plan));
         return;
     }
-    complete(g, Err(error), None, true);
+    complete(g, Err(error), None, CompletedOn::Caller);
 }
 
 /// The backup timer fired: send one more attempt if the first is still alone in flight.
@@ -386,15 +411,16 @@ fn release(inner: &Arc<ChannelInner>, sid: SocketId, cc: &Arc<ClientConn>, reusa
 }
 
 /// Completes the call `guard` holds: destroys the id, unregisters every attempt from its
-/// connection, cancels the timers (except the deadline timer when `cancel_timer` is false —
-/// called from it), releases the attempts' connections (`winner`'s is reusable if the call
-/// succeeded) and runs the callback — both in a new fiber when called from the timer thread.
+/// connection, cancels the timers (except the deadline timer when called from it), releases
+/// the attempts' connections (`winner`'s is reusable if the call succeeded) and runs the
+/// callback — both in a new fiber when called from the timer thread.
 pub(crate) fn complete(
     guard: FiberIdGuard<CallData>,
     result: CallResult,
     winner: Option<u64>,
-    cancel_timer: bool,
+    on: CompletedOn,
 ) {
+    let cancel_timer = on != CompletedOn::TimerThread;
     let mut data = guard.unlock_and_destroy();
     let attempts = std::mem::take(&mut data.attempts);
     for a in &attempts {
@@ -426,7 +452,7 @@ pub(crate) fn complete(
         let finished = data.finished.clone();
         if let Some(done) = data.done.take() {
             drop(data);
-            done(result);
+            done.run(result);
         }
         finished.set();
     };
@@ -447,11 +473,11 @@ fn on_error(guard: FiberIdGuard<CallData>, code: i32) {
                 ErrorCode::RpcTimedOut,
                 "the call's deadline (timeout_ms) passed",
             );
-            complete(guard, Err(e), None, false);
+            complete(guard, Err(e), None, CompletedOn::TimerThread);
         }
         libc::ECANCELED => {
             let e = RpcError::new(ErrorCode::Other(libc::ECANCELED), "the call was cancelled");
-            complete(guard, Err(e), None, true);
+            complete(guard, Err(e), None, CompletedOn::Caller);
         }
         EFAILEDSOCKET => {
             let raw = guard.id().as_raw();
@@ -466,7 +492,7 @@ fn on_error(guard: FiberIdGuard<CallData>, code: i32) {
                 ErrorCode::from_code(other),
                 format!("call failed: {}", ErrorCode::from_code(other)),
             );
-            complete(guard, Err(e), None, true);
+            complete(guard, Err(e), None, CompletedOn::Caller);
         }
     }
 }

@@ -10,7 +10,7 @@
 //! - `pending` holds the ids of call attempts written on this connection; when the socket fails,
 //!   each is sent `EFAILEDSOCKET` (ids already completed are stale and ignored).
 
-use super::call::{complete, CallData};
+use super::call::{complete, CallData, CompletedOn};
 use crate::errors::{ErrorCode, RpcError};
 use crate::input_messenger::{default_registry, InputMessenger, MessageSink};
 use crate::protocol::{ClientResponse, InputMessage, Protocol, ResponseSink};
@@ -54,7 +54,7 @@ impl ResponseSink for ClientConn {
         // Stale: the call already completed (timeout, failure, cancel, a faster attempt, a
         // duplicate): drop.
         if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
-            complete(guard, response.result, Some(raw), true);
+            complete(guard, response.result, Some(raw), CompletedOn::Caller);
         }
     }
 

@@ -367,11 +367,10 @@ impl Channel {
         let recording = ClientCall::start(method.service, method.name);
         let r = self.plan(method, ctx, request).and_then(|plan| {
             let waiter = Arc::new(SyncWaiter::default());
-            let w = waiter.clone();
             call::start(
                 plan,
                 self.inner.options.backup_request_ms,
-                Box::new(move |r| w.set(r)),
+                call::Done::Sync(waiter.clone()),
                 ctx.cancel.as_ref(),
             );
             waiter.wait()
@@ -397,7 +396,7 @@ impl Channel {
             Ok(plan) => call::start(
                 plan,
                 self.inner.options.backup_request_ms,
-                Box::new(done),
+                call::Done::Callback(Box::new(done)),
                 ctx.cancel.as_ref(),
             ),
             Err(e) => {
