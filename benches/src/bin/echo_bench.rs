@@ -18,6 +18,12 @@
 //! rounds (histograms, calls, time, CPU), so all three see the same mix of a shared machine's
 //! load.
 //!
+//! Allocator: every system runs in this one process, on mimalloc by default (the `mimalloc`
+//! feature; `--no-default-features` for the system allocator). A multi-threaded RPC stack
+//! frees on one thread what another allocated; glibc's per-thread arenas serialize that on an
+//! arena lock, which production deployments avoid with such an allocator (brpc's benchmarks
+//! link tcmalloc).
+//!
 //! Threads (`--workers W`, default: number of cores), so that every system has W threads for
 //! the server and W for the client:
 //! - Spindle: one runtime shared by server and client, `fiber_concurrency = 2W`, plus its
@@ -38,6 +44,17 @@
 
 use clap::Parser;
 use std::time::Duration;
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator every system of this run uses (printed in the header).
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "system (glibc malloc)"
+};
 
 #[path = "echo_bench/measure.rs"]
 mod measure;
@@ -177,7 +194,7 @@ fn main() {
     println!(
         "threads: spindle {} fiber workers shared by server and client + {dispatchers} epoll \
          dispatcher(s) + timer, {} client lanes; tonic {workers} server + {workers} client tokio workers; \
-         raw {workers} server + {workers} client threads",
+         raw {workers} server + {workers} client threads; allocator {ALLOCATOR_NAME}",
         2 * workers,
         args.spindle_client
     );
