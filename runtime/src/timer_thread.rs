@@ -265,14 +265,17 @@ impl TimerThread {
     fn run(&self) {
         TLS_IS_TIMER.with(|c| c.set(true));
         let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
+        let mut spare: Vec<Arc<TimerTask>> = Vec::new();
         loop {
             {
                 let _g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.nearest.store(u64::MAX, Ordering::SeqCst);
             }
             for b in self.buckets.iter() {
-                let tasks = std::mem::take(&mut *b.lock().unwrap_or_else(|e| e.into_inner()));
-                for t in tasks {
+                // Swap in the (empty) vector drained last round: a bucket keeps its capacity,
+                // so a busy scheduler does not regrow it, page by fresh page, every round.
+                std::mem::swap(&mut *b.lock().unwrap_or_else(|e| e.into_inner()), &mut spare);
+                for t in spare.drain(..) {
                     if t.state.load(Ordering::Relaxed) == PENDING {
                         heap.push(Entry(t));
                     }
