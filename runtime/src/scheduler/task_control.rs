@@ -47,6 +47,12 @@ pub(crate) struct TagControl {
     pub(crate) pending_signals: AtomicUsize,
 }
 
+/// Most idle workers one signal wakes (brpc caps `signal_task` at 2 as well). A burst of
+/// queued fibers does not wake every sleeping worker at once: the ones woken steal, and the
+/// queue's owner runs the rest; waking more mostly buys futex calls and context switches
+/// for workers that find nothing left to steal.
+const MAX_SIGNALLED: usize = 2;
+
 /// The runtime: every worker, every tag.
 pub(crate) struct TaskControl {
     /// The configuration the runtime started with.
@@ -118,13 +124,13 @@ impl TaskControl {
         control
     }
 
-    /// Wakes up to `n` idle workers of `tag` (at most the tag's worker count), starting with lot
+    /// Wakes up to `n` idle workers of `tag` (at most [`MAX_SIGNALLED`]), starting with lot
     /// `hint` and moving on to the next lots while nobody was woken, so that work never waits
     /// for a busy worker while another one sleeps on a different lot. Call after publishing the
     /// work.
     pub(crate) fn signal_task(&self, tag: usize, n: usize, hint: usize) {
         let t = &self.tags[tag];
-        let mut left = n.min(t.count);
+        let mut left = n.min(t.count).min(MAX_SIGNALLED);
         let nlots = t.lots.len();
         for i in 0..nlots {
             if left == 0 {
