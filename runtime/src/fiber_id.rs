@@ -736,6 +736,37 @@ mod tests {
         id.join();
     }
 
+    /// A function item and a capture-less closure are stored as function pointers
+    /// (`ErasedHandler::Stateless`), a capturing closure behind an `Arc`; all three run with
+    /// the guard and the code, and the captures are dropped with the id.
+    #[test]
+    fn stateless_and_capturing_handlers_both_run() {
+        fn record(mut g: FiberIdGuard<Vec<i32>>, code: i32) {
+            g.push(code);
+        }
+        let id = FiberId::create_with_on_error(Vec::new(), 1, record);
+        id.error(7).unwrap();
+        assert_eq!(*id.lock().unwrap(), vec![7]);
+
+        let id =
+            FiberId::create_with_on_error(Vec::new(), 1, |mut g: FiberIdGuard<Vec<i32>>, c| {
+                g.push(c + 1)
+            });
+        id.error(7).unwrap();
+        assert_eq!(*id.lock().unwrap(), vec![8]);
+
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let id = FiberId::create_with_on_error(0u32, 1, move |g: FiberIdGuard<u32>, c| {
+            s.store(c as usize, SeqCst);
+            g.unlock_and_destroy();
+        });
+        id.error(9).unwrap();
+        assert_eq!(seen.load(SeqCst), 9);
+        assert!(!id.is_valid());
+        assert_eq!(Arc::strong_count(&seen), 1, "the handler went with the id");
+    }
+
     #[test]
     fn long_error_queue_runs_iteratively_on_a_small_stack() {
         let n = if cfg!(miri) { 50 } else { 20_000 };

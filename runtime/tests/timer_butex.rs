@@ -67,6 +67,35 @@ fn unschedule_cancels_pending_only() {
     assert!(unschedule(&late));
 }
 
+/// A callback lives in its task's allocation: what it captured is dropped when it is cancelled
+/// (at once, while the task itself still waits in the timer's heap) or right after it ran,
+/// even while a `TimerId` still names the task.
+#[test]
+fn callback_captures_are_dropped_on_cancel_and_after_running() {
+    let token = Arc::new(());
+    let t = token.clone();
+    let id = schedule(Instant::now() + Duration::from_secs(3600), move || {
+        let _keep = &t;
+    });
+    assert_eq!(Arc::strong_count(&token), 2);
+    assert!(unschedule(&id));
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "cancelled callback dropped at once"
+    );
+
+    let fired = Arc::new(AtomicUsize::new(0));
+    let (t, f) = (token.clone(), fired.clone());
+    let id = schedule(Instant::now(), move || {
+        let _keep = &t;
+        f.fetch_add(1, Ordering::SeqCst);
+    });
+    wait_until(|| fired.load(Ordering::SeqCst) == 1 && Arc::strong_count(&token) == 1);
+    assert!(!unschedule(&id));
+    drop(id);
+}
+
 #[test]
 fn many_cancelled_timers_do_not_stop_the_rest() {
     // Enough cancelled long timers to trigger the heap purge, then a short one must still fire.
