@@ -4,7 +4,9 @@
 //! - [`schedule`] appends the task to one of several hashed buckets (a bucket per group of
 //!   calling threads), so many threads scheduling at once rarely share a lock. It takes the one
 //!   global lock only when the new deadline is earlier than the earliest one the timer thread
-//!   sleeps towards (`nearest`), and then bumps a futex word to wake it.
+//!   sleeps towards (`nearest`), and then bumps a futex word to wake it. Before a full bucket
+//!   grows, the scheduler sweeps the tasks cancelled in it meanwhile (the timer thread may not
+//!   pull it for a whole timeout), so cancelled timers do not pile up there.
 //! - The timer thread, each round: resets `nearest` to "never", pulls every bucket into its
 //!   private heap, runs what is due, then under the global lock re-checks that nobody scheduled
 //!   something earlier than its next deadline meanwhile (if so it goes round again), publishes
@@ -140,6 +142,9 @@ struct TimerThread {
 /// time) would otherwise pile up until their deadlines.
 const PURGE_MIN_HEAP: usize = 4096;
 
+/// Smallest bucket [`schedule`] sweeps of cancelled tasks before growing it.
+const SWEEP_MIN: usize = 64;
+
 static TIMER: OnceLock<&'static TimerThread> = OnceLock::new();
 static NEXT_BUCKET: AtomicUsize = AtomicUsize::new(0);
 
@@ -203,10 +208,17 @@ where
         slot: Slot(UnsafeCell::new(Some(f))),
     });
     let bucket = &t.buckets[my_bucket(t.buckets.len())];
-    bucket
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push(task.clone());
+    {
+        let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() == b.capacity() && b.len() >= SWEEP_MIN {
+            // Full: drop the tasks cancelled since the timer thread last pulled this bucket
+            // before growing it. The timer thread sleeps until its nearest deadline, so
+            // without this a bucket holds every timer scheduled meanwhile: with a 2 s RPC
+            // timeout, two seconds of calls whose timers were cancelled long ago.
+            b.retain(|t| t.state.load(Ordering::Relaxed) == PENDING);
+        }
+        b.push(task.clone());
+    }
     let ns = t.ns(deadline);
     if ns < t.nearest.load(Ordering::SeqCst) {
         let _g = t.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -274,7 +286,10 @@ impl TimerThread {
             for b in self.buckets.iter() {
                 // Swap in the (empty) vector drained last round: a bucket keeps its capacity,
                 // so a busy scheduler does not regrow it, page by fresh page, every round.
-                std::mem::swap(&mut *b.lock().unwrap_or_else(|e| e.into_inner()), &mut spare);
+                std::mem::swap(
+                    &mut *b.lock().unwrap_or_else(|e| e.into_inner()),
+                    &mut spare,
+                );
                 for t in spare.drain(..) {
                     if t.state.load(Ordering::Relaxed) == PENDING {
                         heap.push(Entry(t));
@@ -321,5 +336,35 @@ impl TimerThread {
             }
             t.state.store(DONE, Ordering::Release);
         }
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    /// Timers cancelled before the timer thread pulls their bucket do not pile up there: a
+    /// full bucket is swept before it grows. Far-future deadlines never wake the timer thread,
+    /// so only the sweep can keep the bucket short.
+    #[test]
+    fn cancelled_timers_do_not_pile_up_in_a_bucket() {
+        const N: usize = 20_000;
+        let far = Instant::now() + Duration::from_secs(3600);
+        // The timer thread may pull the bucket once when the first far deadline becomes its
+        // nearest; the loop still leaves at most one full bucket of cancelled tasks.
+        for _ in 0..N {
+            let id = schedule(far, || {});
+            assert!(unschedule(&id));
+        }
+        let t = timer();
+        let queued: usize = t
+            .buckets
+            .iter()
+            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum();
+        assert!(
+            queued < N / 4,
+            "{queued} cancelled timers still queued after {N} schedule/unschedule pairs"
+        );
     }
 }
