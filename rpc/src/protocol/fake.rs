@@ -5,7 +5,6 @@ use super::{
     ProtocolClass,
 };
 use crate::socket::SocketId;
-use std::any::Any;
 
 /// A whole frame cut by a fake protocol.
 #[derive(Debug)]
@@ -18,12 +17,6 @@ pub(crate) struct FakeMessage {
 impl InputMessage for FakeMessage {
     fn socket_id(&self) -> SocketId {
         self.socket_id
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 

@@ -112,16 +112,25 @@ impl ParseContext {
 }
 
 /// A message cut from a socket's input (brpc's `InputMessageBase`). Each protocol has its own
-/// concrete type; processing hooks downcast through [`InputMessage::into_any`].
-pub trait InputMessage: Send + 'static {
+/// concrete type; its processing hooks get it back with [`downcast`](#method.downcast) or
+/// [`downcast_ref`](#method.downcast_ref).
+pub trait InputMessage: Any + Send {
     /// The socket the message was read from.
     fn socket_id(&self) -> SocketId;
+}
 
-    /// The concrete message, for the protocol that produced it.
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+impl dyn InputMessage {
+    /// The concrete message, if it is a `T` (the protocol that produced it knows its type).
+    pub fn downcast<T: InputMessage>(self: Box<Self>) -> Option<Box<T>> {
+        let any: Box<dyn Any + Send> = self;
+        any.downcast().ok()
+    }
 
-    /// The concrete message, borrowed.
-    fn as_any(&self) -> &dyn Any;
+    /// The concrete message, borrowed, if it is a `T`.
+    pub fn downcast_ref<T: InputMessage>(&self) -> Option<&T> {
+        let any: &dyn Any = self;
+        any.downcast_ref()
+    }
 }
 
 impl fmt::Debug for dyn InputMessage {

@@ -436,7 +436,7 @@ mod tests {
         match cut_input_message(&mut buf, &mut pref, &r, &ctx()) {
             CutResult::Message { protocol, message } => {
                 assert_eq!(protocol, baidu);
-                let m = message.as_any().downcast_ref::<BaiduStdMessage>().unwrap();
+                let m = message.downcast_ref::<BaiduStdMessage>().unwrap();
                 assert_eq!(m.frame.meta.correlation_id, Some(42));
             }
             other => panic!("{other:?}"),

@@ -29,7 +29,6 @@ use crate::protocol::{
 };
 use crate::socket::SocketId;
 use frame::Frame;
-use std::any::Any;
 
 /// A baidu_std message cut from a socket (brpc's `MostCommonMessage`, with the meta decoded).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,12 +44,6 @@ pub struct BaiduStdMessage {
 impl InputMessage for BaiduStdMessage {
     fn socket_id(&self) -> SocketId {
         self.socket_id
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -132,10 +125,9 @@ fn serialize_body(
 
 /// Downcasts a message from the cut loop; only baidu_std's own messages reach its hooks.
 fn downcast(msg: Box<dyn InputMessage>) -> Result<BaiduStdMessage, RpcError> {
-    msg.into_any()
-        .downcast::<BaiduStdMessage>()
+    msg.downcast::<BaiduStdMessage>()
         .map(|m| *m)
-        .map_err(|_| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))
+        .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))
 }
 
 /// Undoes `compress_type` on `payload`, bounded by `max_body_size`.
@@ -319,7 +311,6 @@ impl Protocol for BaiduStd {
 
     fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {
         let msg = msg
-            .as_any()
             .downcast_ref::<BaiduStdMessage>()
             .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))?;
         match &msg.frame.meta.authentication_data {

@@ -54,7 +54,6 @@ use conn::HttpConn;
 use head::HeadBuf;
 use parse::{Cut, Kind, Limits, ParseSide};
 use spindle_runtime::define_flag;
-use std::any::Any;
 
 define_flag!(
     /// Largest HTTP request head.
@@ -86,12 +85,6 @@ pub struct HttpMessage {
 impl InputMessage for HttpMessage {
     fn socket_id(&self) -> SocketId {
         self.socket_id
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -457,7 +450,6 @@ impl Protocol for Http {
     /// fails verification, which closes the connection.
     fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {
         let msg = msg
-            .as_any()
             .downcast_ref::<HttpMessage>()
             .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not an HTTP message"))?;
         let peer = socket::address(msg.socket_id).and_then(|s| s.remote());
@@ -495,10 +487,9 @@ pub(crate) fn credential(auth: &dyn Authenticator) -> Result<String, RpcError> {
 
 /// Downcasts a message from the cut loop; only HTTP's own messages reach its hooks.
 fn downcast(msg: Box<dyn InputMessage>) -> Result<HttpMessage, RpcError> {
-    msg.into_any()
-        .downcast::<HttpMessage>()
+    msg.downcast::<HttpMessage>()
         .map(|m| *m)
-        .map_err(|_| RpcError::new(ErrorCode::Internal, "not an HTTP message"))
+        .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not an HTTP message"))
 }
 
 #[cfg(test)]

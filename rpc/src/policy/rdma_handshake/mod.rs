@@ -36,7 +36,6 @@ use spindle_rdma::handshake::{
     self, ack, encode_hello, encode_refusal, parse_hello, parse_hello_expect, DecodedHello, Hello,
     HelloError, HelloVersion,
 };
-use std::any::Any;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,12 +76,6 @@ pub struct HandshakeInput {
 impl InputMessage for HandshakeInput {
     fn socket_id(&self) -> SocketId {
         self.socket_id
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
-        self
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
@@ -267,9 +260,8 @@ impl Protocol for RdmaHandshake {
 }
 
 fn downcast(msg: Box<dyn InputMessage>) -> Result<Box<HandshakeInput>, RpcError> {
-    msg.into_any()
-        .downcast::<HandshakeInput>()
-        .map_err(|_| RpcError::new(ErrorCode::Internal, "not an RDMA handshake message"))
+    msg.downcast::<HandshakeInput>()
+        .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not an RDMA handshake message"))
 }
 
 fn trace(what: impl FnOnce() -> String) {

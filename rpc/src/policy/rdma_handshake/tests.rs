@@ -44,7 +44,7 @@ fn a_whole_hello_is_cut_exactly() {
         let len = bytes.len();
         bytes.extend_from_slice(b"PRPC");
         let (r, left) = parse(&bytes);
-        let msg = r.unwrap().into_any().downcast::<HandshakeInput>().unwrap();
+        let msg = r.unwrap().downcast::<HandshakeInput>().unwrap();
         // No such socket: the hello is cut and dropped as a late one.
         assert!(
             matches!(msg.message, HandshakeMessage::LateHello),
