@@ -61,18 +61,6 @@ struct Args {
     only: Option<String>,
 }
 
-/// CPU time (user + system) this process used so far.
-fn cpu_time() -> Duration {
-    // SAFETY: `getrusage` fills the zeroed struct we pass; RUSAGE_SELF is always valid.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// One measured wrk run: requests per second and CPU microseconds per request.
 #[derive(Debug, Clone, Copy, Default)]
 struct Run {
@@ -82,9 +70,9 @@ struct Run {
 
 /// [`wrk`] with the process's CPU time around it.
 fn measure(addr: SocketAddr, args: &Args, seconds: u64, script: &std::path::Path) -> Run {
-    let c0 = cpu_time();
+    let c0 = spindle_benches::process_cpu_time();
     let (qps, requests) = wrk_requests(addr, args, seconds, script);
-    let cpu = cpu_time().saturating_sub(c0);
+    let cpu = spindle_benches::process_cpu_time().saturating_sub(c0);
     Run {
         qps,
         cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,

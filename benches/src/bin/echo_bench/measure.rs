@@ -226,10 +226,10 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
     std::thread::sleep(timing.warmup);
     run.phase.store(MEASURE, Ordering::Release);
     let start = Instant::now();
-    let cpu_start = process_cpu();
+    let cpu_start = spindle_benches::process_cpu_time();
     std::thread::sleep(timing.measure);
     run.phase.store(STOP, Ordering::Release);
-    let cpu = process_cpu().saturating_sub(cpu_start);
+    let cpu = spindle_benches::process_cpu_time().saturating_sub(cpu_start);
     let elapsed = start.elapsed();
     let deadline = Instant::now() + timing.grace;
     while run.lanes_done() < lanes && Instant::now() < deadline {
@@ -248,17 +248,4 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
             .unwrap_or_else(|e| e.into_inner())
             .clone(),
     }
-}
-
-/// User + system CPU time of this process so far (all threads).
-fn process_cpu() -> Duration {
-    // SAFETY: `getrusage` only writes the `rusage` it is given; all-zero is a valid value of
-    // that plain C struct.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
