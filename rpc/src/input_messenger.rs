@@ -17,8 +17,9 @@
 //!    (no hand-off for the common one-message read).
 //! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
 //!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
-//!    already cut were handed out (a connection reset by the peer is closed like EOF, without a
-//!    log line).
+//!    already cut were handed out, including those cut from bytes the transport delivered
+//!    together with its error (an RDMA peer's last message before a failed completion). A
+//!    connection reset by the peer is closed like EOF, without a log line.
 
 use crate::errors::{ErrorCode, RpcError};
 use crate::policy::baidu_std::BaiduStd;
@@ -135,30 +136,33 @@ impl InputHandler for InputMessenger {
                 let got = s
                     .transport
                     .read(s, &mut rs.portal, read_size(rs.avg_message_size));
-                let (eof, drained) = match got {
-                    Ok(r) if r.bytes == 0 => (true, true),
+                // `failed`: the read ended the connection, but what the transport placed in
+                // the portal before its error (RDMA: data, then a failed completion) is still
+                // cut and handed out first.
+                let (eof, drained, failed) = match got {
+                    Ok(r) if r.bytes == 0 => (true, true, None),
                     Ok(r) => {
                         s.stats
                             .bytes_in
                             .fetch_add(r.bytes as u64, Ordering::Relaxed);
                         // A short read drained the socket unless the stream is ending (a FIN
                         // raises no later edge): module doc of `event_dispatcher`.
-                        (false, r.short && !s.input_hup.load(Ordering::Acquire))
+                        (false, r.short && !s.input_hup.load(Ordering::Acquire), None)
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (false, true, None),
                     // A reset is how many clients end a connection (a load generator that
                     // stops, a pooled client that drops idle connections): like EOF, no log.
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                        close = Some(Close::Eof);
-                        break 'read;
+                        (false, true, Some(Close::Eof))
                     }
-                    Err(e) => {
-                        close = Some(Close::Error(RpcError::new(
+                    Err(e) => (
+                        false,
+                        true,
+                        Some(Close::Error(RpcError::new(
                             ErrorCode::Other(e.raw_os_error().unwrap_or(0)),
                             format!("read from {:?} failed: {e}", s.remote()),
-                        )));
-                        break 'read;
-                    }
+                        ))),
+                    ),
                 };
                 ctx.read_eof = eof;
                 loop {
@@ -205,6 +209,10 @@ impl InputHandler for InputMessenger {
                             break 'read;
                         }
                     }
+                }
+                if failed.is_some() {
+                    close = failed;
+                    break;
                 }
                 if eof {
                     close = Some(Close::Eof);

@@ -353,16 +353,21 @@ impl Transport {
         ep: &RdmaEndpoint,
         portal: &mut IOPortal,
     ) -> io::Result<usize> {
-        if let Some(why) = self
-            .completion_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            return Err(peer_closed(s).unwrap_or_else(|| io::Error::other(why)));
-        }
         let got = if self.polling.load(Ordering::Relaxed) {
-            ep.take_received(portal)
+            // Bytes a poller received before a completion failed come first: the messenger
+            // cuts them, and the error ends the connection on the next read.
+            let got = ep.take_received(portal);
+            if got == 0 {
+                if let Some(why) = self
+                    .completion_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
+                    return Err(peer_closed(s).unwrap_or_else(|| io::Error::other(why)));
+                }
+            }
+            got
         } else {
             let outcome = match ep.poll(portal) {
                 Ok(o) => o,
