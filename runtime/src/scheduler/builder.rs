@@ -210,8 +210,8 @@ where
 
 /// Wakes idle workers for the no-signal spawns made so far: one per queued fiber, but at most 2
 /// per tag (brpc's cap; the woken steal, the spawning worker runs the rest). Cheap when nothing
-/// is owed. The owed signals are
-/// counted per tag, so a fiber that moved to another worker since its spawns still pays them.
+/// is owed. The owed signals are counted per tag, so a fiber that moved to another worker since
+/// its spawns still pays them.
 pub fn flush() {
     if let Some(c) = super::try_control() {
         c.flush_pending();
