@@ -15,11 +15,11 @@ RUSTFLAGS="--cfg loom" cargo test --release --target-dir target/loom \
     -p spindle-runtime -p spindle-iobuf -p spindle-rpc --lib loom_ -- --test-threads=1
 
 if cargo +nightly miri --version >/dev/null 2>&1; then
-    echo "== miri (unsafe cores: IOBuf blocks and chains, ExecutionQueue, FiberId, sync, SocketId map)"
+    echo "== miri (unsafe cores: IOBuf blocks and chains, ExecutionQueue, FiberId, sync, SocketId map, write queue)"
     export MIRIFLAGS="-Zmiri-disable-isolation"
     cargo +nightly miri test --target-dir target/miri -p spindle-iobuf --lib
     cargo +nightly miri test --target-dir target/miri -p spindle-runtime --lib
-    cargo +nightly miri test --target-dir target/miri -p spindle-rpc --lib socket_id
+    cargo +nightly miri test --target-dir target/miri -p spindle-rpc --lib -- socket_id write_queue
 else
     echo "== miri: no nightly toolchain with miri here, skipped"
 fi

@@ -43,6 +43,7 @@ fn row(id: SocketId, s: &Socket, kind: &str) -> Vec<String> {
         st.bytes_out.load(Ordering::Relaxed).to_string(),
         st.messages_in.load(Ordering::Relaxed).to_string(),
         st.messages_out.load(Ordering::Relaxed).to_string(),
+        st.writes.load(Ordering::Relaxed).to_string(),
         if kind == "listener" {
             "-".to_owned()
         } else {
@@ -63,6 +64,7 @@ pub(super) fn connections(s: &ServerInner, _: &HttpRequest) -> Reply {
         "bytes_out",
         "msgs_in",
         "msgs_out",
+        "writes",
         "transport",
     ]
     .map(str::to_owned)

@@ -103,6 +103,9 @@ pub struct SocketStats {
     pub messages_in: AtomicU64,
     /// Messages handed to [`Socket::write`].
     pub messages_out: AtomicU64,
+    /// Write system calls (`writev`, or RDMA posts) that wrote something: `messages_out /
+    /// writes` is how many messages one call carried on average.
+    pub writes: AtomicU64,
 }
 
 /// A connection or listening socket. See the module doc for the life cycle.
