@@ -339,7 +339,29 @@ impl Butex {
     /// Wakes at most `n` waiters, FIFO. Returns how many were woken.
     pub fn wake(&self, n: usize) -> usize {
         const CHUNK: usize = 16;
-        let mut woken = 0;
+        if n == 0 {
+            return 0;
+        }
+        // The common cases (one waiter to wake, or only one waiting: a call's completion, a
+        // mutex handing over) skip the batch array below, whose set-up and drop cost more than
+        // the wake-up itself.
+        let (first, more) = {
+            let mut list = self.lock();
+            // SAFETY: lock held; the removed node is marked and its wakeup taken at once.
+            let Some(w) = (unsafe { list.pop_front() }) else {
+                return 0;
+            };
+            // SAFETY: `w` was just removed under the lock; its wakeup is taken exactly once.
+            let first = unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) };
+            (first, n > 1 && !list.head.is_null())
+        };
+        if let Some(wk) = first {
+            wk.wake();
+        }
+        if !more {
+            return 1;
+        }
+        let mut woken = 1;
         while woken < n {
             let mut batch: [Option<Wakeup>; CHUNK] = Default::default();
             let mut k = 0;
