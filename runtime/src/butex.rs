@@ -52,6 +52,7 @@ static CONST_NEW_IN_EVERY_BUILD: Butex = Butex::new(0);
 
 /// The real butex: std primitives, so that `Butex::new` is a `const fn` in every build.
 mod real {
+    use smallvec::SmallVec;
     use std::cell::Cell;
     use std::ptr;
     use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
@@ -103,6 +104,7 @@ mod modelled {
 
     use crate::loom::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering};
     use crate::loom::{thread, Mutex, MutexGuard};
+    use smallvec::SmallVec;
 
     use super::WaitError;
 

@@ -339,31 +339,11 @@ impl Butex {
     /// Wakes at most `n` waiters, FIFO. Returns how many were woken.
     pub fn wake(&self, n: usize) -> usize {
         const CHUNK: usize = 16;
-        if n == 0 {
-            return 0;
-        }
-        // The common cases (one waiter to wake, or only one waiting: a call's completion, a
-        // mutex handing over) skip the batch array below, whose set-up and drop cost more than
-        // the wake-up itself.
-        let (first, more) = {
-            let mut list = self.lock();
-            // SAFETY: lock held; the removed node is marked and its wakeup taken at once.
-            let Some(w) = (unsafe { list.pop_front() }) else {
-                return 0;
-            };
-            // SAFETY: `w` was just removed under the lock; its wakeup is taken exactly once.
-            let first = unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) };
-            (first, n > 1 && !list.head.is_null())
-        };
-        if let Some(wk) = first {
-            wk.wake();
-        }
-        if !more {
-            return 1;
-        }
-        let mut woken = 1;
+        let mut woken = 0;
         while woken < n {
-            let mut batch: [Option<Wakeup>; CHUNK] = Default::default();
+            // Taken under the lock, woken after it. Inline and filled only as far as used: the
+            // usual wake-up (one waiter) costs no set-up or drop of unused slots.
+            let mut batch: SmallVec<[Wakeup; CHUNK]> = SmallVec::new();
             let mut k = 0;
             {
                 let mut list = self.lock();
@@ -371,17 +351,15 @@ impl Butex {
                     // SAFETY: lock held; a removed node is marked and its wakeup taken at once.
                     match unsafe { list.pop_front() } {
                         Some(w) => {
-                            batch[k] = unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) };
+                            batch.extend(unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) });
                             k += 1;
                         }
                         None => break,
                     }
                 }
             }
-            for wk in batch.iter_mut().take(k) {
-                if let Some(wk) = wk.take() {
-                    wk.wake();
-                }
+            for wk in batch {
+                wk.wake();
             }
             woken += k;
             if k < CHUNK {
