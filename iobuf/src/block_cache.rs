@@ -90,30 +90,34 @@ pub(crate) fn take_many(out: &mut [Option<Block>]) {
 }
 
 /// Returns the free pooled blocks (`refs == 1`, `size == 0`) of `blocks` to this thread's cache
-/// in a single borrow; those that do not fit (or when the cache is gone) go to the allocator.
-/// Empties every slot.
+/// in a single borrow, in the order given; those that do not fit (or when the cache is gone) go
+/// to the allocator.
 #[inline(never)]
-pub(crate) fn recycle_many(blocks: &mut [Option<Block>]) {
+pub(crate) fn recycle_many(blocks: impl IntoIterator<Item = Block>) {
+    let mut blocks = blocks.into_iter();
     if !cfg!(loom) {
-        // As in `recycle`, blocks stay outside the closure until pushed, so none is dropped
-        // inside the borrow.
+        // As in `recycle`, a block that does not fit stays outside the closure, so none is
+        // dropped inside the borrow.
+        let mut spare = None;
         let _ = CACHE.try_with(|c| {
             if let Ok(mut c) = c.try_borrow_mut() {
                 if c.free.capacity() == 0 {
                     c.free.reserve_exact(MAX_CACHED_BLOCKS);
                 }
-                for slot in blocks.iter_mut() {
+                for b in blocks.by_ref() {
                     if c.free.len() == MAX_CACHED_BLOCKS {
+                        spare = Some(b);
                         break;
                     }
-                    if let Some(b) = slot.take() {
-                        c.free.push(b);
-                    }
+                    c.free.push(b);
                 }
             }
         });
+        if let Some(b) = spare {
+            b.destroy();
+        }
     }
-    for b in blocks.iter_mut().filter_map(Option::take) {
+    for b in blocks {
         b.destroy();
     }
 }

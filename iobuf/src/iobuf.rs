@@ -19,6 +19,7 @@ use crate::block::{Block, BlockRef};
 use crate::block_cache;
 use crate::chain::{ChainIter, RefChain};
 use crate::small_copy::copy_bytes;
+use smallvec::SmallVec;
 use std::fmt;
 
 /// A buffer that stays at or below this many bytes takes its bytes from the thread's share block
@@ -527,12 +528,17 @@ impl IOBuf {
     /// the next buffer, whose adjacent blocks then share an iovec in `writev`.
     #[inline(never)]
     fn pop_front_slow(&mut self, n: usize) -> usize {
-        /// Pieces released back to front at a time (32 × 16 bytes on the stack).
-        const REVERSE_RELEASE: usize = 32;
         let n = n.min(self.len);
+        // The usual case (a small message that ends where its piece ends): exactly the front
+        // piece goes; one reference needs no batch.
+        if self.refs.front().is_some_and(|f| f.len as usize == n) {
+            self.len -= n;
+            drop(self.refs.pop_front());
+            return n;
+        }
         let mut left = n;
-        let mut popped: [Option<BlockRef>; REVERSE_RELEASE] = Default::default();
-        let mut held = 0;
+        // Inline and filled only as far as used: no set-up or drop of unused slots.
+        let mut popped: SmallVec<[BlockRef; REVERSE_RELEASE]> = SmallVec::new();
         while left > 0 {
             let Some(front) = self.refs.front_mut() else {
                 break;
@@ -540,12 +546,10 @@ impl IOBuf {
             let flen = front.len as usize;
             if flen <= left {
                 left -= flen;
-                if held == REVERSE_RELEASE {
+                if popped.len() == REVERSE_RELEASE {
                     release_reversed(&mut popped);
-                    held = 0;
                 }
-                popped[held] = self.refs.pop_front();
-                held += 1;
+                popped.extend(self.refs.pop_front());
             } else {
                 front.offset += left as u32;
                 front.len -= left as u32;
@@ -553,7 +557,7 @@ impl IOBuf {
             }
         }
         self.len -= n;
-        release_reversed(&mut popped[..held]);
+        release_reversed(&mut popped);
         n
     }
 
@@ -697,21 +701,18 @@ impl IOBuf {
     }
 }
 
-/// Drops the references of `refs` back to front; pooled blocks losing their last reference go
+/// Pieces [`IOBuf::pop_front`] releases back to front at a time.
+const REVERSE_RELEASE: usize = 32;
+
+/// Drops (and empties) the references of `refs` back to front; pooled blocks losing their last reference go
 /// back to the thread's cache in one access (in that order: the front block ends on top).
-fn release_reversed(refs: &mut [Option<BlockRef>]) {
-    let mut free: [Option<Block>; 32] = Default::default();
-    for chunk in refs.rchunks_mut(free.len()) {
-        let mut k = 0;
-        for r in chunk.iter_mut().rev().filter_map(Option::take) {
-            if let Some(b) = r.block.into_free() {
-                free[k] = Some(b);
-                k += 1;
-            }
-        }
-        if k > 0 {
-            block_cache::recycle_many(&mut free[..k]);
-        }
+fn release_reversed(refs: &mut SmallVec<[BlockRef; REVERSE_RELEASE]>) {
+    let mut free: SmallVec<[Block; REVERSE_RELEASE]> = SmallVec::new();
+    while let Some(r) = refs.pop() {
+        free.extend(r.block.into_free());
+    }
+    if !free.is_empty() {
+        block_cache::recycle_many(free);
     }
 }
 

@@ -158,7 +158,7 @@ impl IOPortal {
             left -= n;
         }
         // Unused fresh blocks are still `refs == 1`, `size == 0`, as the cache requires.
-        block_cache::recycle_many(&mut fresh[..fresh_count]);
+        block_cache::recycle_many(fresh[..fresh_count].iter_mut().filter_map(Option::take));
         result?;
         Ok(FdRead {
             read,

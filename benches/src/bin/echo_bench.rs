@@ -102,6 +102,10 @@ struct Args {
     /// Also print, per system and case, how many calls took 1–2, 2–4, …, 64–128 ms.
     #[arg(long)]
     stall_buckets: bool,
+    /// Also print, for Spindle, what its fiber runtime did per call: fibers spawned, switches
+    /// into fibers, steals between workers, worker parks.
+    #[arg(long)]
+    runtime_stats: bool,
     /// Systems to run, comma separated: spindle, tonic, raw (default: all).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
@@ -259,6 +263,18 @@ fn main() {
                     lo *= 2;
                 }
                 println!("{line} | | | | | | | | |");
+            }
+            if args.runtime_stats && system == "spindle" {
+                let calls = o.hist.len().max(1) as f64;
+                let r = &o.runtime;
+                println!(
+                    "|   | spindle runtime per call: {:.2} fibers spawned, {:.2} switches, {:.3} \
+                     steals, {:.3} parks | | | | | | | | |",
+                    r.created as f64 / calls,
+                    r.switches as f64 / calls,
+                    r.steals as f64 / calls,
+                    r.parks as f64 / calls
+                );
             }
             if let Some(n) = &o.note {
                 println!("|   | {system} note: {n} | | | | | | | | | |");

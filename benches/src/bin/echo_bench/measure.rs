@@ -140,6 +140,9 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// CPU time of the whole process (user + system, every thread) during `MEASURE`.
     pub cpu: Duration,
+    /// What Spindle's fiber runtime counted during `MEASURE` (whichever system ran: for tonic and
+    /// raw it shows only the idle Spindle server).
+    pub runtime: RuntimeCounts,
     /// Failed calls.
     pub errors: u64,
     /// Lanes that did not leave within the grace period.
@@ -155,6 +158,7 @@ impl Outcome {
             hist: new_histogram(),
             elapsed: Duration::ZERO,
             cpu: Duration::ZERO,
+            runtime: RuntimeCounts::default(),
             errors: 0,
             stuck: 0,
             note: None,
@@ -176,6 +180,7 @@ impl Outcome {
         let _ = self.hist.add(&other.hist);
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
+        self.runtime.add(&other.runtime);
         self.errors += other.errors;
         self.stuck += other.stuck;
         if self.note.is_none() {
@@ -221,15 +226,48 @@ impl Outcome {
     }
 }
 
+/// Counters of Spindle's fiber runtime over a measurement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RuntimeCounts {
+    /// Fibers spawned.
+    pub created: u64,
+    /// Switches into fibers.
+    pub switches: u64,
+    /// Tasks taken from another worker's queues.
+    pub steals: u64,
+    /// Times a worker went to sleep for lack of work.
+    pub parks: u64,
+}
+
+impl RuntimeCounts {
+    fn between(a: &spindle_runtime::Stats, b: &spindle_runtime::Stats) -> RuntimeCounts {
+        RuntimeCounts {
+            created: b.fibers_created.saturating_sub(a.fibers_created),
+            switches: b.context_switches.saturating_sub(a.context_switches),
+            steals: b.steals.saturating_sub(a.steals),
+            parks: b.parks.saturating_sub(a.parks),
+        }
+    }
+
+    fn add(&mut self, o: &RuntimeCounts) {
+        self.created += o.created;
+        self.switches += o.switches;
+        self.steals += o.steals;
+        self.parks += o.parks;
+    }
+}
+
 /// Drives `run` through its phases with `lanes` lanes already started, then collects.
 pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
     std::thread::sleep(timing.warmup);
     run.phase.store(MEASURE, Ordering::Release);
     let start = Instant::now();
     let cpu_start = spindle_benches::process_cpu_time();
+    let runtime_start = spindle_runtime::stats();
     std::thread::sleep(timing.measure);
     run.phase.store(STOP, Ordering::Release);
     let cpu = spindle_benches::process_cpu_time().saturating_sub(cpu_start);
+    let runtime = RuntimeCounts::between(&runtime_start, &spindle_runtime::stats());
     let elapsed = start.elapsed();
     let deadline = Instant::now() + timing.grace;
     while run.lanes_done() < lanes && Instant::now() < deadline {
@@ -240,6 +278,7 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
         hist: c.hist.clone(),
         elapsed,
         cpu,
+        runtime,
         errors: run.errors.load(Ordering::Relaxed),
         stuck: lanes - c.lanes_done.min(lanes),
         note: run
