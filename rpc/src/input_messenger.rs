@@ -14,7 +14,16 @@
 //!    runs the protocol's `verify` on it; a refusal closes the connection.
 //! 4. Of the messages cut in one round, all but the last are processed in new fibers spawned
 //!    with `spawn_no_signal`, then one `flush` wakes workers; the last is processed in place
-//!    (no hand-off for the common one-message read).
+//!    (no hand-off for the common one-message read). With `batch_wakeup_delay_us` above 0 the
+//!    flush is `flush_deferred`: the reader's worker runs the fibers one after the other (awake
+//!    workers may steal some), and sleeping workers are woken only if some still wait after
+//!    that delay. For short handlers that is cheaper: a wake-up (a futex call, a context switch
+//!    and, on a virtual machine, an inter-processor interrupt) costs more than the handler, and
+//!    handlers run on one worker answer in one `writev`. The price is latency when handlers are
+//!    long: the delay, or the handler that keeps the worker from checking it, whichever is
+//!    longer. A handler that blocks its thread waiting for another message of the same read
+//!    would wait for good, so the default stays 0 (brpc's behaviour). `docs/benchmarks.md`
+//!    has the measurements.
 //! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
 //!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
 //!    already cut were handed out, including those cut from bytes the transport delivered
@@ -32,12 +41,23 @@ use spindle_runtime::define_flag;
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 define_flag!(
     /// Largest message body accepted.
     pub static MAX_BODY_SIZE: u64 = 64 * 1024 * 1024,
     "largest body in bytes a message may declare; larger ones close the connection",
     validator = |v| if *v == 0 { Err("must be positive".into()) } else { Ok(()) },
+    reloadable = true
+);
+
+define_flag!(
+    /// How long the other messages of a read may wait for the reader's worker before idle
+    /// workers are woken for them (module doc, step 4); 0 wakes them at once.
+    pub static BATCH_WAKEUP_DELAY_US: u64 = 0,
+    "microseconds the n-1 messages of a read wait on the reader's worker before sleeping \
+     workers are woken to share them; 0 (the default, as brpc) wakes them at once",
+    validator = |v| if *v > 10_000 { Err("at most 10000 (10 ms)".into()) } else { Ok(()) },
     reloadable = true
 );
 
@@ -224,7 +244,8 @@ impl InputHandler for InputMessenger {
             }
         }
         if spawned {
-            spindle_runtime::flush();
+            // Zero (the default) flushes at once.
+            spindle_runtime::flush_deferred(Duration::from_micros(BATCH_WAKEUP_DELAY_US.get()));
         }
         if let Some((i, m)) = last {
             if let Some(p) = self.registry.get(i) {

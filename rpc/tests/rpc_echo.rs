@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{echo, echo_server, stub, Token};
+use common::{async_echo_each_answered_once, echo, echo_from_fibers, echo_server, stub, Token};
 use spindle_iobuf::IOBuf;
 use spindle_rpc::channel::{Channel, ChannelOptions};
 use spindle_rpc::errors::ErrorCode;
@@ -64,27 +64,7 @@ fn async_calls_run_their_callback_once() {
     let server = echo_server(ServerOptions::default());
     let addr = server.local_addr().unwrap().to_string();
     let ch = Channel::new(&addr, common::opts()).unwrap();
-    let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
-    let (tx, rx) = mpsc::channel();
-    for i in 0..200 {
-        let tx = tx.clone();
-        let req = EchoRequest {
-            message: format!("async {i}"),
-        };
-        ch.call_method_async(method, &CallContext::default(), &req, move |r| {
-            tx.send((i, r)).unwrap();
-        });
-    }
-    drop(tx);
-    let mut seen = [false; 200];
-    for (i, r) in rx.iter() {
-        let body = r.unwrap().payload;
-        let resp: spindle_rpc::proto::example::EchoResponse = prost::Message::decode(body).unwrap();
-        assert_eq!(resp.message, format!("async {i}"));
-        assert!(!seen[i], "callback ran twice");
-        seen[i] = true;
-    }
-    assert!(seen.iter().all(|s| *s));
+    async_echo_each_answered_once(&ch, 200);
 }
 
 /// A slow handler: the call times out with ERPCTIMEDOUT; the late response is dropped and the
@@ -569,42 +549,4 @@ fn handlers_make_nested_synchronous_calls() {
     relay.start("127.0.0.1:0").unwrap();
     let stub = Arc::new(stub(&relay, common::opts()));
     echo_from_fibers(&stub, 16, 30, |f, i| format!("relayed {f}/{i}"));
-}
-
-/// Runs `fibers` fibers that each make `calls` echo calls through `stub`, the message (built by
-/// `message(fiber, call)`) sent both as the request and as its attachment, and checks that both
-/// come back unchanged.
-fn echo_from_fibers(
-    stub: &Arc<spindle_rpc::proto::example::EchoServiceStub<Channel>>,
-    fibers: usize,
-    calls: usize,
-    message: fn(usize, usize) -> String,
-) {
-    let handles: Vec<_> = (0..fibers)
-        .map(|f| {
-            let stub = stub.clone();
-            spindle_runtime::spawn(move || {
-                for i in 0..calls {
-                    let msg = message(f, i);
-                    let mut ctx = CallContext {
-                        request_attachment: IOBuf::from(msg.as_bytes()),
-                        ..CallContext::default()
-                    };
-                    let r = stub
-                        .echo(
-                            &mut ctx,
-                            &EchoRequest {
-                                message: msg.clone(),
-                            },
-                        )
-                        .unwrap();
-                    assert_eq!(r.message, msg);
-                    assert_eq!(ctx.response_attachment.to_vec(), msg.as_bytes());
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
 }

@@ -155,3 +155,65 @@ impl spindle_rpc::protocol::Authenticator for Token {
         }
     }
 }
+
+/// Runs `fibers` fibers that each make `calls` echo calls through `stub`, the message (built by
+/// `message(fiber, call)`) sent both as the request and as its attachment, and checks that both
+/// come back unchanged.
+pub fn echo_from_fibers(
+    stub: &Arc<EchoServiceStub<Channel>>,
+    fibers: usize,
+    calls: usize,
+    message: fn(usize, usize) -> String,
+) {
+    let handles: Vec<_> = (0..fibers)
+        .map(|f| {
+            let stub = stub.clone();
+            spindle_runtime::spawn(move || {
+                for i in 0..calls {
+                    let msg = message(f, i);
+                    let mut ctx = CallContext {
+                        request_attachment: spindle_iobuf::IOBuf::from(msg.as_bytes()),
+                        ..CallContext::default()
+                    };
+                    let r = stub
+                        .echo(
+                            &mut ctx,
+                            &EchoRequest {
+                                message: msg.clone(),
+                            },
+                        )
+                        .unwrap();
+                    assert_eq!(r.message, msg);
+                    assert_eq!(ctx.response_attachment.to_vec(), msg.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// `n` asynchronous calls on `ch`: each callback runs once, with the answer to its own request.
+pub fn async_echo_each_answered_once(ch: &Channel, n: usize) {
+    let method = &spindle_rpc::proto::example::ECHO_SERVICE_DESCRIPTOR.methods[0];
+    let (tx, rx) = std::sync::mpsc::channel();
+    for i in 0..n {
+        let tx = tx.clone();
+        let req = EchoRequest {
+            message: format!("async {i}"),
+        };
+        ch.call_method_async(method, &CallContext::default(), &req, move |r| {
+            tx.send((i, r)).unwrap();
+        });
+    }
+    drop(tx);
+    let mut seen = vec![false; n];
+    for (i, r) in rx.iter() {
+        let resp: EchoResponse = prost::Message::decode(r.unwrap().payload).unwrap();
+        assert_eq!(resp.message, format!("async {i}"));
+        assert!(!seen[i], "callback ran twice");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+}

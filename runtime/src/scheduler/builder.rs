@@ -218,6 +218,30 @@ pub fn flush() {
     }
 }
 
+/// Like [`flush`], for a batch of short fibers: the signals owed by [`spawn_no_signal`] are paid
+/// only if some of the batch still waits on this worker's deque `delay` from now, which the
+/// worker checks each time it picks its next fiber. Until then the fibers run here, one after
+/// the other, or on workers that are awake anyway and steal them: no sleeping worker is woken
+/// for work this one finishes sooner than a wake-up pays off. On a plain thread, or with a zero
+/// `delay`, it is [`flush`].
+///
+/// The check runs only between fibers. A fiber that keeps its worker busy (computing, or
+/// blocking the thread in a system call or a `std` lock) delays it, and the batch waits unless
+/// an awake worker steals it. So never defer a batch whose fibers another fiber of the same
+/// worker waits for without switching out; fiber mutexes, butexes, sleeps and joins switch out.
+pub fn flush_deferred(delay: Duration) {
+    let Some(c) = super::try_control() else {
+        return;
+    };
+    let g = current_group();
+    if g.is_null() || delay.is_zero() {
+        c.flush_pending();
+        return;
+    }
+    // SAFETY: a non-null group is the live worker of this thread; it is used before any switch.
+    unsafe { (*g).defer_pending(delay) };
+}
+
 /// Yields the current fiber (or thread) to let others run.
 pub fn yield_now() {
     if current_task_meta().is_null() {

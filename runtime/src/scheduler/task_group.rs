@@ -48,6 +48,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
 use std::sync::atomic::{compiler_fence, Ordering};
+use std::time::{Duration, Instant};
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 use crossbeam_deque::{Steal, Worker};
@@ -153,6 +154,9 @@ pub(crate) struct TaskGroup {
     /// Next task id of the current block, and its end.
     next_id: Cell<u64>,
     id_end: Cell<u64>,
+    /// Signals owed by deferred flushes on this worker (0: none), and when they fall due.
+    deferred: Cell<usize>,
+    deferred_due: Cell<Option<Instant>>,
 }
 
 /// Entry of a worker thread.
@@ -178,6 +182,8 @@ pub(crate) fn worker_main(
         tick: Cell::new(0),
         next_id: Cell::new(0),
         id_end: Cell::new(0),
+        deferred: Cell::new(0),
+        deferred_due: Cell::new(None),
     };
     TLS_GROUP.with(|c| c.set(&group));
     // User panics are caught at the fiber boundary, so a panic here is a runtime failure (a stack
@@ -269,6 +275,9 @@ impl TaskGroup {
     /// (alternately the yield queue's front and the deque's top), so a fiber that keeps
     /// spawning cannot starve what was queued before it.
     fn find_task(&self) -> Option<TaskRef> {
+        if self.deferred.get() != 0 {
+            self.pay_deferred();
+        }
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
         if tick % REMOTE_CHECK_INTERVAL == 0 {
@@ -308,6 +317,43 @@ impl TaskGroup {
             return Some(t);
         }
         self.steal()
+    }
+
+    /// Takes over the signals owed by this tag's no-signal spawns, to be paid only if this
+    /// worker's deque still holds fibers after `delay` (see
+    /// [`flush_deferred`](super::builder::flush_deferred)).
+    pub(crate) fn defer_pending(&self, delay: Duration) {
+        let n = self.control.tags[self.tag]
+            .pending_signals
+            .swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let due = Instant::now() + delay;
+        // Several deferrals: the earliest deadline holds for all of them.
+        let due = self.deferred_due.get().map_or(due, |d| d.min(due));
+        self.deferred_due.set(Some(due));
+        self.deferred.set(self.deferred.get() + n);
+    }
+
+    /// Settles deferred signals: forgotten once the deque is empty (this worker ran the fibers,
+    /// or awake workers stole them), paid once due.
+    #[cold]
+    fn pay_deferred(&self) {
+        if self.deque.is_empty() {
+            self.deferred.set(0);
+            self.deferred_due.set(None);
+            return;
+        }
+        if self
+            .deferred_due
+            .get()
+            .is_none_or(|due| Instant::now() >= due)
+        {
+            let n = self.deferred.replace(0);
+            self.deferred_due.set(None);
+            self.control.signal_task(self.tag, n, self.shared().lot + 1);
+        }
     }
 
     /// The oldest local task: the yield queue's front or the deque's top (taken through the

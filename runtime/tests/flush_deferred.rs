@@ -1,0 +1,111 @@
+//! `flush_deferred`: every fiber of a deferred batch runs, and when the batch is still queued
+//! after the delay, the worker that deferred it wakes another one to share it.
+//!
+//! Alone in its process: it starts the runtime with two workers, both idle before each test.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use spindle_runtime::{flush_deferred, init, spawn, spawn_no_signal, Config};
+
+fn two_workers() {
+    static START: std::sync::Once = std::sync::Once::new();
+    START.call_once(|| {
+        init(Config {
+            fiber_concurrency: 2,
+            ..Config::default()
+        })
+        .unwrap()
+    });
+}
+
+/// Keeps the worker busy without switching out.
+fn compute_for(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn a_deferred_batch_runs_and_is_shared_once_due() {
+    two_workers();
+    // Each fiber computes for 2 ms, so the batch (20 of them) is still queued long after the
+    // 200 µs delay: the first check between two fibers must wake the sleeping worker.
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (t2, r2) = (threads.clone(), ran.clone());
+    spawn(move || {
+        // Both workers go to sleep; the timer's wake-up then wakes one of them for this fiber.
+        spindle_runtime::sleep(Duration::from_millis(20));
+        let batch: Vec<_> = (0..20)
+            .map(|_| {
+                let (t, r) = (t2.clone(), r2.clone());
+                spawn_no_signal(move || {
+                    compute_for(Duration::from_millis(2));
+                    t.lock().unwrap().insert(std::thread::current().id());
+                    r.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        flush_deferred(Duration::from_micros(200));
+        for h in batch {
+            h.join().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(ran.load(Ordering::Relaxed), 20);
+    assert_eq!(
+        threads.lock().unwrap().len(),
+        2,
+        "the second worker never took part: the deferred signal was not paid"
+    );
+}
+
+#[test]
+fn short_deferred_batches_all_run() {
+    two_workers();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    spawn(move || {
+        for _ in 0..200 {
+            let batch: Vec<_> = (0..16)
+                .map(|_| {
+                    let r = r2.clone();
+                    spawn_no_signal(move || {
+                        r.fetch_add(1, Ordering::Relaxed);
+                    })
+                })
+                .collect();
+            flush_deferred(Duration::from_millis(5));
+            for h in batch {
+                h.join().unwrap();
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(ran.load(Ordering::Relaxed), 200 * 16);
+}
+
+#[test]
+fn on_a_plain_thread_it_is_a_flush() {
+    two_workers();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let batch: Vec<_> = (0..8)
+        .map(|_| {
+            let r = ran.clone();
+            spawn_no_signal(move || {
+                r.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    flush_deferred(Duration::from_secs(3600));
+    for h in batch {
+        h.join().unwrap();
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), 8);
+}
