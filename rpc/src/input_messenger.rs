@@ -13,17 +13,16 @@
 //! 3. Before the first message of a connection is processed, a server with an authenticator
 //!    runs the protocol's `verify` on it; a refusal closes the connection.
 //! 4. Of the messages cut in one round, all but the last are processed in new fibers spawned
-//!    with `spawn_no_signal`, then one `flush` wakes workers; the last is processed in place
-//!    (no hand-off for the common one-message read). With `batch_wakeup_delay_us` above 0 the
-//!    flush is `flush_deferred`: the reader's worker runs the fibers one after the other (awake
-//!    workers may steal some), and sleeping workers are woken only if some still wait after
-//!    that delay. For short handlers that is cheaper: a wake-up (a futex call, a context switch
-//!    and, on a virtual machine, an inter-processor interrupt) costs more than the handler, and
-//!    handlers run on one worker answer in one `writev`. The price is latency when handlers are
-//!    long: the delay, or the handler that keeps the worker from checking it, whichever is
-//!    longer. A handler that blocks its thread waiting for another message of the same read
-//!    would wait for good, so the default stays 0 (brpc's behaviour). `docs/benchmarks.md`
-//!    has the measurements.
+//!    with `spawn_no_signal`, then one flush; the last is processed in place (no hand-off for
+//!    the common one-message read). The flush is deferred (`flush_deferred`, delay
+//!    [`BATCH_WAKEUP_DELAY_US`], 300 µs): the reader's worker runs the fibers one after the
+//!    other (workers that are awake may steal some), and sleeping workers are woken only if
+//!    some of them still wait after the delay, or, when the worker is held by a long handler,
+//!    by the runtime's watchdog within about 1 ms more. For short handlers that is cheaper than
+//!    brpc's immediate flush: a wake-up (a futex call, a context switch and, on a virtual
+//!    machine, an inter-processor interrupt) costs more than the handler, and handlers run on
+//!    one worker answer in one `writev` (on `c1_d64_16B`: about 30% less CPU per call,
+//!    `docs/benchmarks.md`). Setting the flag to 0 restores the immediate flush.
 //! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
 //!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
 //!    already cut were handed out, including those cut from bytes the transport delivered
@@ -52,11 +51,11 @@ define_flag!(
 );
 
 define_flag!(
-    /// How long the other messages of a read may wait for the reader's worker before idle
-    /// workers are woken for them (module doc, step 4); 0 wakes them at once.
-    pub static BATCH_WAKEUP_DELAY_US: u64 = 0,
-    "microseconds the n-1 messages of a read wait on the reader's worker before sleeping \
-     workers are woken to share them; 0 (the default, as brpc) wakes them at once",
+    /// How long the other messages of a read may wait for the reader's worker before sleeping
+    /// workers are woken for them (module doc, step 4); 0 wakes them at once, as brpc does.
+    pub static BATCH_WAKEUP_DELAY_US: u64 = 300,
+    "microseconds the n-1 messages of a read may wait on the reader's worker before sleeping \
+     workers are woken to share them; 0 wakes them at once (brpc's behaviour)",
     validator = |v| if *v > 10_000 { Err("at most 10000 (10 ms)".into()) } else { Ok(()) },
     reloadable = true
 );

@@ -1,6 +1,7 @@
-//! `batch_wakeup_delay_us` above 0: the messenger defers the wake-ups for the other messages of
-//! a read (`flush_deferred`). Pipelined calls on one connection, sync and async, still get every
-//! answer, matched to its request.
+//! `batch_wakeup_delay_us` = 0: the messenger wakes workers for the other messages of a read at
+//! once (brpc's flush) instead of deferring it (the default, which every other end-to-end test
+//! runs with). Pipelined calls on one connection, sync and async, get every answer, matched to
+//! its request.
 //!
 //! Alone in its process: the flag is global.
 
@@ -11,8 +12,8 @@ use spindle_rpc::channel::Channel;
 use spindle_rpc::server::ServerOptions;
 use std::sync::Arc;
 
-fn defer_wakeups() {
-    spindle_runtime::flags::set("batch_wakeup_delay_us", "300").unwrap();
+fn immediate_wakeups() {
+    spindle_runtime::flags::set("batch_wakeup_delay_us", "0").unwrap();
 }
 
 #[test]
@@ -23,7 +24,7 @@ fn a_bad_delay_is_refused_naming_the_flag() {
 
 #[test]
 fn pipelined_sync_calls_from_many_fibers() {
-    defer_wakeups();
+    immediate_wakeups();
     let server = echo_server(ServerOptions::default());
     let stub = Arc::new(stub(&server, common::opts()));
     echo_from_fibers(&stub, 32, 100, |f, i| format!("fiber {f} call {i}"));
@@ -31,7 +32,7 @@ fn pipelined_sync_calls_from_many_fibers() {
 
 #[test]
 fn pipelined_async_calls_each_answered_once() {
-    defer_wakeups();
+    immediate_wakeups();
     let server = echo_server(ServerOptions::default());
     let addr = server.local_addr().unwrap().to_string();
     let ch = Channel::new(&addr, common::opts()).unwrap();

@@ -4,13 +4,17 @@
 //! Alone in its process: it starts the runtime with two workers, both idle before each test.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use spindle_runtime::{flush_deferred, init, spawn, spawn_no_signal, Config};
 
-fn two_workers() {
+/// The tests run one at a time: each needs both workers idle when it starts.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn two_workers() -> std::sync::MutexGuard<'static, ()> {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     static START: std::sync::Once = std::sync::Once::new();
     START.call_once(|| {
         init(Config {
@@ -19,6 +23,7 @@ fn two_workers() {
         })
         .unwrap()
     });
+    serial
 }
 
 /// Keeps the worker busy without switching out.
@@ -31,7 +36,7 @@ fn compute_for(d: Duration) {
 
 #[test]
 fn a_deferred_batch_runs_and_is_shared_once_due() {
-    two_workers();
+    let _serial = two_workers();
     // Each fiber computes for 2 ms, so the batch (20 of them) is still queued long after the
     // 200 µs delay: the first check between two fibers must wake the sleeping worker.
     let threads = Arc::new(Mutex::new(HashSet::new()));
@@ -66,8 +71,45 @@ fn a_deferred_batch_runs_and_is_shared_once_due() {
 }
 
 #[test]
+fn the_watchdog_shares_the_batch_of_a_worker_held_by_a_long_fiber() {
+    let _serial = two_workers();
+    // The deferring fiber then computes for 300 ms without switching out: its worker never
+    // checks the deferral, so only the watchdog can wake the other (sleeping) worker, which must
+    // run the whole batch while the computation goes on.
+    let computing = Arc::new(AtomicBool::new(true));
+    let ran_meanwhile = Arc::new(AtomicUsize::new(0));
+    let (c2, r2) = (computing.clone(), ran_meanwhile.clone());
+    spawn(move || {
+        spindle_runtime::sleep(Duration::from_millis(20));
+        let batch: Vec<_> = (0..4)
+            .map(|_| {
+                let (c, r) = (c2.clone(), r2.clone());
+                spawn_no_signal(move || {
+                    if c.load(Ordering::SeqCst) {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        flush_deferred(Duration::from_micros(200));
+        compute_for(Duration::from_millis(300));
+        c2.store(false, Ordering::SeqCst);
+        for h in batch {
+            h.join().unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(
+        ran_meanwhile.load(Ordering::SeqCst),
+        4,
+        "the batch waited for the long fiber: the watchdog did not wake a worker"
+    );
+}
+
+#[test]
 fn short_deferred_batches_all_run() {
-    two_workers();
+    let _serial = two_workers();
     let ran = Arc::new(AtomicUsize::new(0));
     let r2 = ran.clone();
     spawn(move || {
@@ -93,7 +135,7 @@ fn short_deferred_batches_all_run() {
 
 #[test]
 fn on_a_plain_thread_it_is_a_flush() {
-    two_workers();
+    let _serial = two_workers();
     let ran = Arc::new(AtomicUsize::new(0));
     let batch: Vec<_> = (0..8)
         .map(|_| {

@@ -225,10 +225,10 @@ pub fn flush() {
 /// for work this one finishes sooner than a wake-up pays off. On a plain thread, or with a zero
 /// `delay`, it is [`flush`].
 ///
-/// The check runs only between fibers. A fiber that keeps its worker busy (computing, or
-/// blocking the thread in a system call or a `std` lock) delays it, and the batch waits unless
-/// an awake worker steals it. So never defer a batch whose fibers another fiber of the same
-/// worker waits for without switching out; fiber mutexes, butexes, sleeps and joins switch out.
+/// The worker checks between fibers. When a fiber holds it for long (computing, or blocking the
+/// thread in a system call or a `std` lock), a watchdog on the timer thread pays the signals
+/// instead, so a deferred fiber waits at most about `delay` plus 1 ms for a worker to take it
+/// (see `scheduler/deferred_flush.rs`).
 pub fn flush_deferred(delay: Duration) {
     let Some(c) = super::try_control() else {
         return;

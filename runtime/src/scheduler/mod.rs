@@ -13,6 +13,7 @@
 //! with [`init`]; it runs until the process exits.
 
 pub(crate) mod builder;
+pub(crate) mod deferred_flush;
 pub(crate) mod futex;
 pub(crate) mod idle_hook;
 pub(crate) mod parking_lot;

@@ -9,7 +9,8 @@
 //! - The `TaskControl` is leaked at start and lives for the rest of the process; workers never
 //!   exit.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use crossbeam_deque::{Stealer, Worker};
 
@@ -33,6 +34,11 @@ pub(crate) struct WorkerShared {
     pub(crate) stats: WorkerStats,
     /// Index of the lot (within its tag) the worker parks on.
     pub(crate) lot: usize,
+    /// The tag the worker serves.
+    pub(crate) tag: usize,
+    /// When the worker's deferred flush falls due ([`TaskControl::clock_ns`]; 0: none), for
+    /// the watchdog of `deferred_flush.rs`.
+    pub(crate) deferred_due: AtomicU64,
 }
 
 /// One tag: a contiguous range of workers and their parking lots.
@@ -69,6 +75,10 @@ pub(crate) struct TaskControl {
     pub(crate) external_created: AtomicU64,
     /// Next block of task ids to hand out.
     pub(crate) next_id: AtomicU64,
+    /// Origin of [`TaskControl::clock_ns`].
+    pub(crate) epoch: Instant,
+    /// Whether the deferred-flush watchdog is scheduled (`deferred_flush.rs`).
+    pub(crate) watchdog_armed: AtomicBool,
 }
 
 /// Task ids a worker takes from the global counter at a time.
@@ -102,6 +112,8 @@ impl TaskControl {
                     remote: RemoteTaskQueue::new(),
                     stats: WorkerStats::default(),
                     lot: i % nlots,
+                    tag: t,
+                    deferred_due: AtomicU64::new(0),
                 });
                 deques.push((t, deque, yielded));
             }
@@ -114,6 +126,8 @@ impl TaskControl {
             tags: tags.into_boxed_slice(),
             external_created: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            watchdog_armed: AtomicBool::new(false),
         }));
         for (index, (tag, deque, yielded)) in deques.into_iter().enumerate() {
             std::thread::Builder::new()
@@ -165,6 +179,11 @@ impl TaskControl {
                 self.signal_task(i, n, task_group::fast_rand() as usize);
             }
         }
+    }
+
+    /// `t` as nanoseconds since the runtime started (at least 1 for any later instant).
+    pub(crate) fn clock_ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// A fresh id for a task spawned outside any worker.

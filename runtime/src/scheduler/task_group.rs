@@ -331,27 +331,30 @@ impl TaskGroup {
         }
         let due = Instant::now() + delay;
         // Several deferrals: the earliest deadline holds for all of them.
-        let due = self.deferred_due.get().map_or(due, |d| d.min(due));
-        self.deferred_due.set(Some(due));
+        let earliest = self.deferred_due.get().map_or(due, |d| d.min(due));
+        self.deferred_due.set(Some(earliest));
         self.deferred.set(self.deferred.get() + n);
+        // Always: the watchdog may have taken (and paid) an earlier one meanwhile.
+        super::deferred_flush::publish(self.control, self.index, earliest);
     }
 
     /// Settles deferred signals: forgotten once the deque is empty (this worker ran the fibers,
     /// or awake workers stole them), paid once due.
     #[cold]
     fn pay_deferred(&self) {
-        if self.deque.is_empty() {
-            self.deferred.set(0);
-            self.deferred_due.set(None);
+        let empty = self.deque.is_empty();
+        if !empty
+            && self
+                .deferred_due
+                .get()
+                .is_some_and(|due| Instant::now() < due)
+        {
             return;
         }
-        if self
-            .deferred_due
-            .get()
-            .is_none_or(|due| Instant::now() >= due)
-        {
-            let n = self.deferred.replace(0);
-            self.deferred_due.set(None);
+        let n = self.deferred.replace(0);
+        self.deferred_due.set(None);
+        super::deferred_flush::withdraw(self.control, self.index);
+        if !empty {
             self.control.signal_task(self.tag, n, self.shared().lot + 1);
         }
     }
