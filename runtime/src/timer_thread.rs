@@ -225,7 +225,11 @@ where
         if ns < t.nearest.load(Ordering::SeqCst) {
             t.nearest.store(ns, Ordering::SeqCst);
             t.nsignals.word.fetch_add(1, Ordering::SeqCst);
-            t.nsignals.wake(1);
+            // The timer thread itself (a callback scheduling, like the deferred-flush watchdog
+            // re-arming) is not asleep: it sees the lowered `nearest` before it sleeps again.
+            if !on_timer_thread() {
+                t.nsignals.wake(1);
+            }
         }
     }
     TimerId(task)

@@ -27,6 +27,7 @@
 use spindle_metrics::{
     Adder, Exposable, ExposeError, LatencyRecorder, PassiveStatus, PerSecond, EXPOSED_PERCENTILES,
 };
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock, RwLock};
@@ -220,47 +221,94 @@ impl Drop for MethodCall<'_> {
     }
 }
 
+/// A called method's status with its names (statuses live for the rest of the process: they
+/// stay exposed in the registry).
+struct ClientMethod {
+    service: String,
+    method: String,
+    status: MethodStatus,
+}
+
 /// The process-wide statuses of called methods: service full name → method name → status.
-type ClientMethods = HashMap<String, HashMap<String, Arc<MethodStatus>>>;
+type ClientMethods = HashMap<String, HashMap<String, &'static ClientMethod>>;
 
 /// See [`client_status`]. Two-level so a lookup needs no allocation.
 static CLIENT_METHODS: LazyLock<RwLock<ClientMethods>> = LazyLock::new(Default::default);
 
+/// Methods each thread looked up last.
+const RECENT_METHODS: usize = 4;
+
+thread_local! {
+    /// The statuses this thread used last, tried before the shared map: no lock, no hashing
+    /// and no shared cache line on the path of every call.
+    static RECENT: Cell<[Option<&'static ClientMethod>; RECENT_METHODS]> =
+        const { Cell::new([None; RECENT_METHODS]) };
+}
+
+/// A status this thread used recently. `inline(never)` and touched only here: a fiber may move
+/// to another thread between two calls (DESIGN.md §2), so no thread-local address is kept.
+#[inline(never)]
+fn recent(service: &str, method: &str) -> Option<&'static ClientMethod> {
+    RECENT.with(|r| {
+        r.get()
+            .into_iter()
+            .flatten()
+            .find(|m| m.service == service && m.method == method)
+    })
+}
+
+/// Remembers `m` as this thread's most recent status.
+#[inline(never)]
+fn remember(m: &'static ClientMethod) {
+    RECENT.with(|r| {
+        let mut v = r.get();
+        v.rotate_right(1);
+        v[0] = Some(m);
+        r.set(v);
+    });
+}
+
 /// The channel-side status of `service.method` (created and exposed as
 /// `rpc_client_<service>_<method>` on first use). `None` for an empty service name (raw HTTP
 /// calls, which have no method).
-pub fn client_status(service: &str, method: &str) -> Option<Arc<MethodStatus>> {
+pub fn client_status(service: &str, method: &str) -> Option<&'static MethodStatus> {
     if service.is_empty() {
         return None;
     }
-    if let Some(s) = CLIENT_METHODS
+    if let Some(m) = recent(service, method) {
+        return Some(&m.status);
+    }
+    let found = CLIENT_METHODS
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(service)
         .and_then(|m| m.get(method))
-    {
-        return Some(s.clone());
-    }
-    let mut map = CLIENT_METHODS.write().unwrap_or_else(|e| e.into_inner());
-    let s = map
-        .entry(service.to_owned())
-        .or_default()
-        .entry(method.to_owned())
-        .or_insert_with(|| {
-            let s = Arc::new(MethodStatus::new(0));
-            // A name taken by someone else leaves the status unexposed but still counting.
-            let _ = s.expose(&format!("rpc_client_{service}.{method}"));
-            s
-        })
-        .clone();
-    Some(s)
+        .copied();
+    let m = found.unwrap_or_else(|| {
+        let mut map = CLIENT_METHODS.write().unwrap_or_else(|e| e.into_inner());
+        *map.entry(service.to_owned())
+            .or_default()
+            .entry(method.to_owned())
+            .or_insert_with(|| {
+                let m: &'static ClientMethod = Box::leak(Box::new(ClientMethod {
+                    service: service.to_owned(),
+                    method: method.to_owned(),
+                    status: MethodStatus::new(0),
+                }));
+                // A name taken by someone else leaves the status unexposed but still counting.
+                let _ = m.status.expose(&format!("rpc_client_{service}.{method}"));
+                m
+            })
+    });
+    remember(m);
+    Some(&m.status)
 }
 
 /// A channel call in progress: ends with [`ClientCall::finish`]; dropped unfinished it counts
 /// as an error.
 pub struct ClientCall {
     /// The status and the start time; `None` for calls that are not recorded.
-    inner: Option<(Arc<MethodStatus>, Instant)>,
+    inner: Option<(&'static MethodStatus, Instant)>,
 }
 
 impl ClientCall {

@@ -120,6 +120,10 @@ const FAIR_CHECK_INTERVAL: u32 = 1021;
 /// Slot tasks run in a row before the deque gets a turn (tokio uses 3).
 const LIFO_LIMIT: u32 = 4;
 
+/// While a deferred flush is outstanding, the worker reads the clock to see whether it fell due
+/// every this many looks for work.
+const DEFERRED_CLOCK_EVERY: u32 = 8;
+
 /// Task metas a worker keeps for reuse.
 const META_POOL_CAP: usize = 1024;
 
@@ -157,6 +161,9 @@ pub(crate) struct TaskGroup {
     /// Signals owed by deferred flushes on this worker (0: none), and when they fall due.
     deferred: Cell<usize>,
     deferred_due: Cell<Option<Instant>>,
+    /// Looks for work while a deferral was outstanding (the clock is read every
+    /// `DEFERRED_CLOCK_EVERY`-th).
+    deferred_looks: Cell<u32>,
 }
 
 /// Entry of a worker thread.
@@ -184,6 +191,7 @@ pub(crate) fn worker_main(
         id_end: Cell::new(0),
         deferred: Cell::new(0),
         deferred_due: Cell::new(None),
+        deferred_looks: Cell::new(0),
     };
     TLS_GROUP.with(|c| c.set(&group));
     // User panics are caught at the fiber boundary, so a panic here is a runtime failure (a stack
@@ -343,13 +351,18 @@ impl TaskGroup {
     #[cold]
     fn pay_deferred(&self) {
         let empty = self.deque.is_empty();
-        if !empty
-            && self
-                .deferred_due
-                .get()
-                .is_some_and(|due| Instant::now() < due)
-        {
-            return;
+        if !empty {
+            // The clock only every few looks (a look is one fiber, microseconds apart).
+            let looks = self.deferred_looks.get().wrapping_add(1);
+            self.deferred_looks.set(looks);
+            if looks % DEFERRED_CLOCK_EVERY != 0
+                || self
+                    .deferred_due
+                    .get()
+                    .is_some_and(|due| Instant::now() < due)
+            {
+                return;
+            }
         }
         let n = self.deferred.replace(0);
         self.deferred_due.set(None);
