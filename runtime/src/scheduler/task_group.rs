@@ -158,6 +158,9 @@ pub(crate) struct TaskGroup {
     /// Next task id of the current block, and its end.
     next_id: Cell<u64>,
     id_end: Cell<u64>,
+    /// No-signal spawns made on this worker since its last deferred flush (its share of the
+    /// tag's `pending_signals`).
+    owed: Cell<usize>,
     /// Signals owed by deferred flushes on this worker (0: none), and when they fall due.
     deferred: Cell<usize>,
     deferred_due: Cell<Option<Instant>>,
@@ -189,6 +192,7 @@ pub(crate) fn worker_main(
         tick: Cell::new(0),
         next_id: Cell::new(0),
         id_end: Cell::new(0),
+        owed: Cell::new(0),
         deferred: Cell::new(0),
         deferred_due: Cell::new(None),
         deferred_looks: Cell::new(0),
@@ -273,6 +277,7 @@ impl TaskGroup {
             self.control.tags[self.tag]
                 .pending_signals
                 .fetch_add(1, Ordering::Relaxed);
+            self.owed.set(self.owed.get() + 1);
         }
     }
 
@@ -327,13 +332,19 @@ impl TaskGroup {
         self.steal()
     }
 
-    /// Takes over the signals owed by this tag's no-signal spawns, to be paid only if this
-    /// worker's deque still holds fibers after `delay` (see
+    /// Takes over the signals owed by the no-signal spawns made on this worker, to be paid only if
+    /// its deque still holds fibers after `delay` (see
     /// [`flush_deferred`](super::builder::flush_deferred)).
     pub(crate) fn defer_pending(&self, delay: Duration) {
-        let n = self.control.tags[self.tag]
-            .pending_signals
-            .swap(0, Ordering::Relaxed);
+        // Only the signals owed by spawns made on this worker: those of other workers' batches
+        // stay in the tag's count for their own flushes.
+        let mine = self.owed.replace(0);
+        let taken = self.control.tags[self.tag].pending_signals.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |p| Some(p.saturating_sub(mine)),
+        );
+        let n = taken.map_or(0, |p| p.min(mine));
         if n == 0 {
             return;
         }
