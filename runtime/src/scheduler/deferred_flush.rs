@@ -14,15 +14,18 @@
 //!   batch never waits for good: at most its delay plus one period when its worker is stuck.
 //!   The watchdog stops re-arming once no deferral is outstanding.
 //!
-//! Arming races: a worker publishes its due time, then arms the watchdog unless it is armed; the
-//! watchdog, when it finds nothing outstanding, disarms and then looks once more. Both use
-//! `SeqCst`, so either the watchdog's second look sees the due time or the worker sees the
-//! watchdog disarmed and arms it.
+//! Arming races ([`Arming`]): a worker publishes its due time, then counts the publication and
+//! arms the watchdog in one read-modify-write, scheduling it if it was not armed. A watchdog run
+//! snapshots that word before it looks at the due times, and disarms only if the word is still
+//! the snapshot. So a due time published during a run either is seen by the run, or makes its
+//! disarming fail (the run schedules the next one), or finds the watchdog disarmed (the worker
+//! schedules it). Checked by the loom model `loom_deferred_flush_publish_races_disarm`.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::task_control::TaskControl;
+use crate::loom::atomic::{AtomicU64, Ordering as ModelledOrdering};
 
 /// How often the watchdog looks while deferrals are outstanding.
 pub(crate) const WATCHDOG_PERIOD: Duration = Duration::from_millis(1);
@@ -44,12 +47,61 @@ pub(crate) fn withdraw(control: &TaskControl, index: usize) {
 }
 
 fn arm(control: &'static TaskControl) {
-    if control.watchdog_armed.load(Ordering::SeqCst)
-        || control.watchdog_armed.swap(true, Ordering::SeqCst)
-    {
-        return;
+    if control.watchdog.claim() {
+        schedule(control);
     }
-    schedule(control);
+}
+
+/// Whether the watchdog is scheduled: the arming protocol of the module doc, alone so that loom
+/// can check it (`loom_deferred_flush_*`). One word: bit 0 says armed, the rest counts
+/// publications. Every change is a read-modify-write of that word, so publishers and the
+/// watchdog are totally ordered without any `SeqCst` reasoning (which loom cannot check).
+pub(crate) struct Arming {
+    state: AtomicU64,
+}
+
+/// Bit 0 of [`Arming::state`].
+const ARMED: u64 = 1;
+/// One publication, in [`Arming::state`]'s units.
+const PUBLISHED: u64 = 2;
+
+impl Arming {
+    pub(crate) fn new() -> Arming {
+        Arming {
+            state: AtomicU64::new(0),
+        }
+    }
+
+    /// Called after publishing a due time (with a release store): counts the publication and
+    /// arms. True if the caller must schedule the watchdog (this call armed it).
+    pub(crate) fn claim(&self) -> bool {
+        let prev = self
+            .state
+            .fetch_update(ModelledOrdering::AcqRel, ModelledOrdering::Acquire, |s| {
+                Some(s.wrapping_add(PUBLISHED) | ARMED)
+            })
+            .unwrap_or_else(|s| s);
+        prev & ARMED == 0
+    }
+
+    /// Starts a watchdog run: a snapshot to give [`Arming::disarm`]. Taken before the run
+    /// looks at the due times, so it sees every due time published before the snapshot.
+    pub(crate) fn begin_run(&self) -> u64 {
+        self.state.load(ModelledOrdering::Acquire)
+    }
+
+    /// Called by a watchdog run that found nothing outstanding: disarms unless something was
+    /// published since `snapshot`. True if the watchdog must run again.
+    pub(crate) fn disarm(&self, snapshot: u64) -> bool {
+        self.state
+            .compare_exchange(
+                snapshot,
+                snapshot & !ARMED,
+                ModelledOrdering::AcqRel,
+                ModelledOrdering::Acquire,
+            )
+            .is_err()
+    }
 }
 
 fn schedule(control: &'static TaskControl) {
@@ -61,6 +113,7 @@ fn schedule(control: &'static TaskControl) {
 
 /// Runs on the timer thread: pays overdue deferrals of stuck workers, re-arms while any remain.
 fn watchdog(control: &'static TaskControl) {
+    let snapshot = control.watchdog.begin_run();
     let now = control.clock_ns(Instant::now());
     let mut outstanding = false;
     for w in control.workers.iter() {
@@ -85,12 +138,41 @@ fn watchdog(control: &'static TaskControl) {
         schedule(control);
         return;
     }
-    control.watchdog_armed.store(false, Ordering::SeqCst);
-    let published_meanwhile = control
-        .workers
-        .iter()
-        .any(|w| w.deferred_due.load(Ordering::SeqCst) != 0);
-    if published_meanwhile && !control.watchdog_armed.swap(true, Ordering::SeqCst) {
+    if control.watchdog.disarm(snapshot) {
         schedule(control);
+    }
+}
+
+#[cfg(all(test, loom))]
+mod tests {
+    use super::Arming;
+    use crate::loom::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use crate::loom::{thread, Arc};
+
+    /// A worker publishes a due time while a watchdog run, which saw nothing outstanding, is
+    /// disarming: exactly one of them schedules the next run, so the due time is never left
+    /// without a watchdog (and no second chain of runs starts).
+    #[test]
+    fn loom_deferred_flush_publish_races_disarm() {
+        loom::model(|| {
+            let arming = Arc::new(Arming::new());
+            assert!(arming.claim(), "the first claim arms");
+            let due = Arc::new(AtomicU64::new(0));
+            let scheduled = Arc::new(AtomicUsize::new(0));
+            let (a2, d2, s2) = (arming.clone(), due.clone(), scheduled.clone());
+            let worker = thread::spawn(move || {
+                d2.store(7, Ordering::Release);
+                if a2.claim() {
+                    s2.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            // The watchdog run: snapshot, scan, then disarming if nothing was outstanding.
+            let snapshot = arming.begin_run();
+            if due.load(Ordering::Acquire) != 0 || arming.disarm(snapshot) {
+                scheduled.fetch_add(1, Ordering::Relaxed);
+            }
+            worker.join().unwrap();
+            assert_eq!(scheduled.load(Ordering::Relaxed), 1);
+        });
     }
 }

@@ -9,7 +9,7 @@
 //! - The `TaskControl` is leaked at start and lives for the rest of the process; workers never
 //!   exit.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crossbeam_deque::{Stealer, Worker};
@@ -78,7 +78,7 @@ pub(crate) struct TaskControl {
     /// Origin of [`TaskControl::clock_ns`].
     pub(crate) epoch: Instant,
     /// Whether the deferred-flush watchdog is scheduled (`deferred_flush.rs`).
-    pub(crate) watchdog_armed: AtomicBool,
+    pub(crate) watchdog: super::deferred_flush::Arming,
 }
 
 /// Task ids a worker takes from the global counter at a time.
@@ -127,7 +127,7 @@ impl TaskControl {
             external_created: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             epoch: Instant::now(),
-            watchdog_armed: AtomicBool::new(false),
+            watchdog: super::deferred_flush::Arming::new(),
         }));
         for (index, (tag, deque, yielded)) in deques.into_iter().enumerate() {
             std::thread::Builder::new()
