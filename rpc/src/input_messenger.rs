@@ -243,7 +243,7 @@ impl InputHandler for InputMessenger {
             }
         }
         if spawned {
-            // Zero (the default) flushes at once.
+            // 0 flushes at once (brpc's behaviour); the default defers (module doc, step 4).
             spindle_runtime::flush_deferred(Duration::from_micros(BATCH_WAKEUP_DELAY_US.get()));
         }
         if let Some((i, m)) = last {
