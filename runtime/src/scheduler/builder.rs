@@ -229,6 +229,10 @@ pub fn flush() {
 /// thread in a system call or a `std` lock), a watchdog on the timer thread pays the signals
 /// instead, so a deferred fiber waits at most about `delay` plus 1 ms for a worker to take it
 /// (see `scheduler/deferred_flush.rs`).
+///
+/// Call it from the fiber that spawned the batch, before it switches out: it pays for the spawns
+/// made on its current worker. Signals owed by spawns on other workers are left to their own
+/// flushes.
 pub fn flush_deferred(delay: Duration) {
     let Some(c) = super::try_control() else {
         return;
