@@ -704,8 +704,9 @@ impl IOBuf {
 /// Pieces [`IOBuf::pop_front`] releases back to front at a time.
 const REVERSE_RELEASE: usize = 32;
 
-/// Drops (and empties) the references of `refs` back to front; pooled blocks losing their last reference go
-/// back to the thread's cache in one access (in that order: the front block ends on top).
+/// Drops (and empties) the references of `refs` back to front; pooled blocks losing their last
+/// reference go back to the thread's cache in one access (in that order: the front block ends on
+/// top).
 fn release_reversed(refs: &mut SmallVec<[BlockRef; REVERSE_RELEASE]>) {
     let mut free: SmallVec<[Block; REVERSE_RELEASE]> = SmallVec::new();
     while let Some(r) = refs.pop() {

@@ -181,7 +181,7 @@ impl TaskControl {
         }
     }
 
-    /// `t` as nanoseconds since the runtime started (at least 1 for any later instant).
+    /// `t` as nanoseconds since the runtime started (0 for instants before it).
     pub(crate) fn clock_ns(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
