@@ -38,7 +38,7 @@ pub const MAGIC: [u8; 4] = *b"PRPC";
 pub const HEADER_LEN: usize = 12;
 
 /// One parsed frame: the decoded meta and the body split into payload and attachment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Frame {
     /// The decoded `RpcMeta`.
     pub meta: RpcMeta,
@@ -49,17 +49,42 @@ pub struct Frame {
     pub attachment: IOBuf,
 }
 
+/// The sizes the header of a frame declares, checked against each other and against what
+/// arrived: the whole frame is in the buffer ([`check_header`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSizes {
+    /// `body_size`: meta, payload and attachment.
+    pub body: usize,
+    /// `meta_size`.
+    pub meta: usize,
+}
+
 /// Cuts one frame off the front of `source` (see the module doc for the checks). Consumes input
 /// only on `Ok`; never panics; never allocates more than the bytes that arrived.
 pub fn parse_frame(source: &mut IOBuf, max_body_size: usize) -> ParseResult<Frame> {
-    let mut header = [0u8; HEADER_LEN];
-    let n = source.copy_to(&mut header, 0);
-    let magic_len = n.min(MAGIC.len());
-    if header[..magic_len] != MAGIC[..magic_len] {
+    let sizes = check_header(source, max_body_size)?;
+    let mut frame = Frame::default();
+    cut_frame(source, sizes, &mut frame)?;
+    Ok(frame)
+}
+
+/// Checks 1 to 4 of the module doc and `meta_size <= body_size`: what can be said before the
+/// meta is decoded. Consumes nothing and allocates nothing (but the text of a corruption).
+pub fn check_header(source: &IOBuf, max_body_size: usize) -> ParseResult<FrameSizes> {
+    let header: [u8; HEADER_LEN] = match source.fetch_array() {
+        Some(h) => h,
+        None => {
+            // Fewer than 12 bytes: what did arrive must be a prefix of the magic.
+            let mut partial = [0u8; HEADER_LEN];
+            let n = source.copy_to(&mut partial, 0).min(MAGIC.len());
+            if partial[..n] != MAGIC[..n] {
+                return Err(ParseError::TryOthers);
+            }
+            return Err(ParseError::NotEnoughData);
+        }
+    };
+    if header[..MAGIC.len()] != MAGIC {
         return Err(ParseError::TryOthers);
-    }
-    if n < HEADER_LEN {
-        return Err(ParseError::NotEnoughData);
     }
     let body_size = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
     let meta_size = u32::from_be_bytes([header[8], header[9], header[10], header[11]]) as usize;
@@ -77,23 +102,46 @@ pub fn parse_frame(source: &mut IOBuf, max_body_size: usize) -> ParseResult<Fram
             "baidu_std meta_size={meta_size} is larger than body_size={body_size}"
         )));
     }
-    let decoded = if meta_size <= SMALL_META {
-        // A small meta is decoded from one slice: a view into the block when it lies in one
-        // (the common case), else a copy on the stack. Cheaper than a cursor over the pieces.
-        let mut aux = [0u8; SMALL_META];
+    Ok(FrameSizes {
+        body: body_size,
+        meta: meta_size,
+    })
+}
+
+/// Metas up to this size are decoded from one slice: a view into the block when they lie in
+/// one (the common case), else a copy on the stack. A typical request meta is 30–60 bytes, a
+/// response meta about 10. Larger ones are decoded through a cursor over the pieces.
+const SMALL_META_DECODE: usize = 128;
+
+/// Decodes the meta of the frame at the front of `source`, which [`check_header`] measured as
+/// `sizes`, into `frame` (merged into `frame.meta`, which should be the default), and cuts the
+/// payload and attachment into `frame` by reference. Consumes the frame only on `Ok`.
+///
+/// Decoding in place lets a caller put the frame where it will stay (in the box of a parsed
+/// message) instead of moving a 400-byte `RpcMeta` through every return.
+pub fn cut_frame(source: &mut IOBuf, sizes: FrameSizes, frame: &mut Frame) -> ParseResult<()> {
+    let FrameSizes {
+        body: body_size,
+        meta: meta_size,
+    } = sizes;
+    let decoded = if meta_size <= SMALL_META_DECODE {
+        let mut aux = [0u8; SMALL_META_DECODE];
         let bytes = source
             .fetch_at(HEADER_LEN, &mut aux[..meta_size])
             .expect("the whole body is present");
-        RpcMeta::decode(bytes)
+        frame.meta.merge(bytes)
     } else {
         let mut cursor = source.cursor();
         cursor.advance(HEADER_LEN);
-        RpcMeta::decode(cursor.take(meta_size))
+        frame.meta.merge(cursor.take(meta_size))
     };
-    let meta = decoded
-        .map_err(|e| ParseError::AbsolutelyWrong(format!("baidu_std meta does not decode: {e}")))?;
+    if let Err(e) = decoded {
+        return Err(ParseError::AbsolutelyWrong(format!(
+            "baidu_std meta does not decode: {e}"
+        )));
+    }
     let rest = body_size - meta_size;
-    let attachment_size = match meta.attachment_size {
+    let attachment_size = match frame.meta.attachment_size {
         None => 0,
         Some(a) if a >= 0 && a as usize <= rest => a as usize,
         Some(a) => {
@@ -103,13 +151,9 @@ pub fn parse_frame(source: &mut IOBuf, max_body_size: usize) -> ParseResult<Fram
         }
     };
     source.pop_front(HEADER_LEN + meta_size);
-    let payload = source.split_to(rest - attachment_size);
-    let attachment = source.split_to(attachment_size);
-    Ok(Frame {
-        meta,
-        payload,
-        attachment,
-    })
+    frame.payload = source.split_to(rest - attachment_size);
+    frame.attachment = source.split_to(attachment_size);
+    Ok(())
 }
 
 /// Appends one frame to `out`: header, `meta`, `payload`, `attachment` (the last two by
@@ -161,9 +205,9 @@ fn append_frame(
     Ok(())
 }
 
-/// Metas up to this size are encoded on the stack and appended with one copy, and decoded
-/// from one slice (a typical request meta is 30–60 bytes, a response meta about 10).
-const SMALL_META: usize = 512;
+/// Metas up to this size are encoded on the stack and appended with one copy (a typical
+/// request meta is 30–60 bytes, a response meta about 10).
+const SMALL_META_ENCODE: usize = 116;
 
 /// Appends the 12-byte header and a meta of `meta_size` bytes written by `encode`, in one
 /// piece: encoding straight into the IOBuf would append every varint separately. A small meta
@@ -174,9 +218,9 @@ fn append_header_and_meta(
     meta_size: usize,
     encode: impl FnOnce(&mut &mut [u8]),
 ) {
-    let mut stack = [0u8; HEADER_LEN + SMALL_META];
+    let mut stack = [0u8; HEADER_LEN + SMALL_META_ENCODE];
     let mut heap = Vec::new();
-    let buf: &mut [u8] = if meta_size <= SMALL_META {
+    let buf: &mut [u8] = if meta_size <= SMALL_META_ENCODE {
         &mut stack[..HEADER_LEN + meta_size]
     } else {
         heap.resize(HEADER_LEN + meta_size, 0);

@@ -123,10 +123,10 @@ fn serialize_body(
         .map_err(|e| RpcError::new(code, format!("failed to compress body: {e}")))
 }
 
-/// Downcasts a message from the cut loop; only baidu_std's own messages reach its hooks.
-fn downcast(msg: Box<dyn InputMessage>) -> Result<BaiduStdMessage, RpcError> {
+/// Downcasts a message from the cut loop; only baidu_std's own messages reach its hooks. The
+/// message stays in its box: the hooks take its fields out one by one.
+fn downcast(msg: Box<dyn InputMessage>) -> Result<Box<BaiduStdMessage>, RpcError> {
     msg.downcast::<BaiduStdMessage>()
-        .map(|m| *m)
         .ok_or_else(|| RpcError::new(ErrorCode::Internal, "not a baidu_std message"))
 }
 
@@ -155,12 +155,16 @@ impl Protocol for BaiduStd {
     }
 
     fn parse(&self, source: &mut IOBuf, ctx: &ParseContext) -> ParseResult<Box<dyn InputMessage>> {
-        let frame = frame::parse_frame(source, ctx.max_body_size)?;
-        Ok(Box::new(BaiduStdMessage {
+        let sizes = frame::check_header(source, ctx.max_body_size)?;
+        // The whole frame is here: decode it straight into the message's box, so the meta is
+        // not moved (it is 400 bytes) on its way to the box.
+        let mut msg = Box::new(BaiduStdMessage {
             socket_id: ctx.socket_id,
-            frame,
+            frame: Frame::default(),
             max_body_size: ctx.max_body_size,
-        }))
+        });
+        frame::cut_frame(source, sizes, &mut msg.frame)?;
+        Ok(msg)
     }
 
     fn supported_connection_types(&self) -> ConnectionTypes {
@@ -226,14 +230,12 @@ impl Protocol for BaiduStd {
         msg: Box<dyn InputMessage>,
         server: &dyn RequestSink,
     ) -> Result<(), RpcError> {
-        let msg = downcast(msg)?;
-        let Frame {
-            meta,
-            payload,
-            attachment,
-        } = msg.frame;
+        let mut msg = downcast(msg)?;
+        let payload = std::mem::take(&mut msg.frame.payload);
+        let attachment = std::mem::take(&mut msg.frame.attachment);
+        let meta = &mut msg.frame.meta;
         let correlation_id = meta.correlation_id.unwrap_or(0);
-        let Some(request) = meta.request else {
+        let Some(request) = meta.request.take() else {
             server.reply_error(
                 msg.socket_id,
                 correlation_id,
@@ -267,7 +269,7 @@ impl Protocol for BaiduStd {
             span_id: request.span_id,
             parent_span_id: request.parent_span_id,
             request_id: request.request_id,
-            user_fields: meta.user_fields,
+            user_fields: std::mem::take(&mut meta.user_fields),
         });
         Ok(())
     }
@@ -277,14 +279,12 @@ impl Protocol for BaiduStd {
         msg: Box<dyn InputMessage>,
         client: &dyn ResponseSink,
     ) -> Result<(), RpcError> {
-        let msg = downcast(msg)?;
-        let Frame {
-            meta,
-            payload,
-            attachment,
-        } = msg.frame;
+        let mut msg = downcast(msg)?;
+        let payload = std::mem::take(&mut msg.frame.payload);
+        let attachment = std::mem::take(&mut msg.frame.attachment);
+        let meta = &mut msg.frame.meta;
         let correlation_id = meta.correlation_id.unwrap_or(0);
-        let response = meta.response.unwrap_or_default();
+        let response = meta.response.take().unwrap_or_default();
         let result = match response.error_code.unwrap_or(0) {
             0 => decompress_payload(meta.compress_type, payload, msg.max_body_size)
                 .map(|(compress_type, payload)| ResponseBody {
