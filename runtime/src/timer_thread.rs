@@ -7,13 +7,20 @@
 //!   sleeps towards (`nearest`), and then bumps a futex word to wake it. Before a full bucket
 //!   grows, the scheduler sweeps the tasks cancelled in it meanwhile (the timer thread may not
 //!   pull it for a whole timeout), so cancelled timers do not pile up there.
-//! - The timer thread, each round: resets `nearest` to "never", pulls every bucket into its
-//!   private heap, runs what is due, then under the global lock re-checks that nobody scheduled
-//!   something earlier than its next deadline meanwhile (if so it goes round again), publishes
-//!   its next deadline as `nearest`, remembers the futex word and sleeps on it until that
-//!   deadline. A schedule that lands after the pull either sees `nearest` = "never" or the
-//!   published deadline; if earlier, it bumps the word, so the sleep is cut short: no timeout is
-//!   ever slept through.
+//! - Each bucket knows the earliest deadline it holds (never later than the true one: a task
+//!   cancelled since may have set it). The timer thread, each round: resets `nearest` to
+//!   "never", pulls into its private heap only the buckets whose earliest deadline is due (the
+//!   others stay where they are), runs what is due, then under the global lock re-checks that
+//!   nobody scheduled something earlier than its next deadline (the heap's first or a bucket's
+//!   earliest) meanwhile (if so it goes round again), publishes that deadline as `nearest`,
+//!   remembers the futex word and sleeps on it until that deadline. A schedule that lands after
+//!   the scan either sees `nearest` = "never" or the published deadline; if earlier, it bumps
+//!   the word, so the sleep is cut short: no timeout is ever slept through.
+//! - Pulling lazily matters for RPC deadlines: nearly all of them are cancelled (the answer came
+//!   in time) long before they are due, and a bucket that is not due is not looked at when the
+//!   thread wakes for something else (a sleep, the deferred-flush watchdog every millisecond).
+//!   Such timers are dropped by the sweep below or when their bucket finally comes due, without
+//!   ever entering the heap.
 //! - Each task has a state: PENDING → RUNNING → DONE, or PENDING → CANCELLED. The state machine
 //!   makes a callback run at most once, and [`unschedule`] cancel it only if it has not started.
 //!   If it is running, `unschedule` waits until it returns (unless called from the callback
@@ -45,6 +52,8 @@ const CANCELLED: u8 = 3;
 struct TimerTask<S: ?Sized = dyn CallbackSlot> {
     /// When to run.
     deadline: Instant,
+    /// `deadline` as nanoseconds since the timer thread's `base`.
+    ns: u64,
     /// PENDING / RUNNING / DONE / CANCELLED.
     state: AtomicU8,
     /// The callback, taken by whoever wins the transition out of PENDING.
@@ -123,7 +132,7 @@ impl Ord for Entry {
 /// The timer thread's shared state.
 struct TimerThread {
     /// Newly scheduled tasks, hashed by scheduling thread.
-    buckets: Box<[Mutex<Vec<Arc<TimerTask>>>]>,
+    buckets: Box<[Mutex<Bucket>]>,
     /// Earliest deadline the thread sleeps towards, as nanoseconds since `base` (u64::MAX:
     /// never). Written under `wake_lock`; read without it as a hint.
     nearest: AtomicU64,
@@ -135,6 +144,21 @@ struct TimerThread {
     base: Instant,
     /// Tasks cancelled since the last purge (they linger in the heap until their deadline).
     cancelled: AtomicUsize,
+}
+
+/// Tasks scheduled from a group of threads and not yet pulled by the timer thread.
+struct Bucket {
+    tasks: Vec<Arc<TimerTask>>,
+    /// No later than the earliest deadline in `tasks`, as nanoseconds since `base` (u64::MAX
+    /// when empty). It may be earlier: a task cancelled after it set it.
+    earliest: u64,
+}
+
+impl Bucket {
+    const EMPTY: Bucket = Bucket {
+        tasks: Vec::new(),
+        earliest: u64::MAX,
+    };
 }
 
 /// The heap is purged of cancelled tasks when it holds more than this many entries and at least
@@ -180,7 +204,7 @@ fn timer() -> &'static TimerThread {
     TIMER.get_or_init(|| {
         let n = crate::scheduler::config().timer_buckets;
         let t: &'static TimerThread = Box::leak(Box::new(TimerThread {
-            buckets: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
+            buckets: (0..n).map(|_| Mutex::new(Bucket::EMPTY)).collect(),
             nearest: AtomicU64::new(u64::MAX),
             wake_lock: Mutex::new(()),
             nsignals: Futex::new(0),
@@ -204,22 +228,38 @@ where
     let t = timer();
     let task: Arc<TimerTask> = Arc::new(TimerTask {
         deadline,
+        ns: t.ns(deadline),
         state: AtomicU8::new(PENDING),
         slot: Slot(UnsafeCell::new(Some(f))),
     });
+    let ns = task.ns;
     let bucket = &t.buckets[my_bucket(t.buckets.len())];
     {
         let mut b = bucket.lock().unwrap_or_else(|e| e.into_inner());
-        if b.len() == b.capacity() && b.len() >= SWEEP_MIN {
+        if b.tasks.len() == b.tasks.capacity() && b.tasks.len() >= SWEEP_MIN {
             // Full: drop the tasks cancelled since the timer thread last pulled this bucket
-            // before growing it. The timer thread sleeps until its nearest deadline, so
+            // before growing it. The timer thread pulls a bucket only when it comes due, so
             // without this a bucket holds every timer scheduled meanwhile: with a 2 s RPC
             // timeout, two seconds of calls whose timers were cancelled long ago.
-            b.retain(|t| t.state.load(Ordering::Relaxed) == PENDING);
+            let mut earliest = u64::MAX;
+            b.tasks.retain(|t| {
+                let keep = t.state.load(Ordering::Relaxed) == PENDING;
+                if keep {
+                    earliest = earliest.min(t.ns);
+                }
+                keep
+            });
+            b.earliest = earliest;
+            // Mostly live timers (long sleeps): grow now, so the next sweep comes only after
+            // as many more schedules as are live (each sweep stays amortised O(1)).
+            let live = b.tasks.len();
+            if live * 2 > b.tasks.capacity() {
+                b.tasks.reserve(live);
+            }
         }
-        b.push(task.clone());
+        b.tasks.push(task.clone());
+        b.earliest = b.earliest.min(ns);
     }
-    let ns = t.ns(deadline);
     if ns < t.nearest.load(Ordering::SeqCst) {
         let _g = t.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
         if ns < t.nearest.load(Ordering::SeqCst) {
@@ -287,13 +327,21 @@ impl TimerThread {
                 let _g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
                 self.nearest.store(u64::MAX, Ordering::SeqCst);
             }
+            // The earliest deadline left in the buckets not pulled this round.
+            let mut unpulled = u64::MAX;
+            let now_ns = self.ns(Instant::now());
             for b in self.buckets.iter() {
-                // Swap in the (empty) vector drained last round: a bucket keeps its capacity,
-                // so a busy scheduler does not regrow it, page by fresh page, every round.
-                std::mem::swap(
-                    &mut *b.lock().unwrap_or_else(|e| e.into_inner()),
-                    &mut spare,
-                );
+                {
+                    let mut g = b.lock().unwrap_or_else(|e| e.into_inner());
+                    if g.earliest > now_ns {
+                        unpulled = unpulled.min(g.earliest);
+                        continue;
+                    }
+                    // Swap in the (empty) vector drained last time: a bucket keeps its
+                    // capacity, so a busy scheduler does not regrow it, page by fresh page.
+                    std::mem::swap(&mut g.tasks, &mut spare);
+                    g.earliest = u64::MAX;
+                }
                 for t in spare.drain(..) {
                     if t.state.load(Ordering::Relaxed) == PENDING {
                         heap.push(Entry(t));
@@ -311,8 +359,7 @@ impl TimerThread {
                 let Entry(t) = heap.pop().expect("peeked");
                 Self::fire(&t);
             }
-            let next = heap.peek().map(|e| e.0.deadline);
-            let next_ns = next.map_or(u64::MAX, |d| self.ns(d));
+            let next_ns = heap.peek().map_or(u64::MAX, |e| e.0.ns).min(unpulled);
             let expected;
             {
                 let _g = self.wake_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,7 +369,8 @@ impl TimerThread {
                 self.nearest.store(next_ns, Ordering::SeqCst);
                 expected = self.nsignals.word.load(Ordering::SeqCst);
             }
-            let timeout = next.map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = (next_ns != u64::MAX)
+                .then(|| Duration::from_nanos(next_ns.saturating_sub(self.ns(Instant::now()))));
             if timeout != Some(Duration::ZERO) {
                 self.nsignals.wait(expected, timeout);
             }
@@ -364,11 +412,42 @@ mod tests {
         let queued: usize = t
             .buckets
             .iter()
-            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .map(|b| b.lock().unwrap_or_else(|e| e.into_inner()).tasks.len())
             .sum();
         assert!(
             queued < N / 4,
             "{queued} cancelled timers still queued after {N} schedule/unschedule pairs"
         );
+    }
+
+    /// Buckets are pulled only when due: a near timer fires on time while thousands of far
+    /// ones (scheduled from another thread, so in another bucket, and from this one) wait in
+    /// their buckets, and every far one is still pending afterwards.
+    #[test]
+    fn near_timer_fires_while_far_ones_wait_in_buckets() {
+        const FAR: usize = 5_000;
+        let far = Instant::now() + Duration::from_secs(3600);
+        let mut far_ids: Vec<TimerId> = (0..FAR).map(|_| schedule(far, || {})).collect();
+        far_ids.extend(
+            std::thread::spawn(move || (0..FAR).map(|_| schedule(far, || {})).collect::<Vec<_>>())
+                .join()
+                .expect("scheduling thread"),
+        );
+        let fired = Arc::new(AtomicU8::new(0));
+        let f = fired.clone();
+        let started = Instant::now();
+        schedule(started + Duration::from_millis(20), move || {
+            f.store(1, Ordering::Release);
+        });
+        while fired.load(Ordering::Acquire) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a 20 ms timer did not fire within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for id in &far_ids {
+            assert!(unschedule(id), "a far timer ran or was lost");
+        }
     }
 }
