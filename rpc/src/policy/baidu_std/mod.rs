@@ -1,6 +1,7 @@
 //! baidu_std (brpc's `policy/baidu_rpc_protocol`): brpc's native protocol, `"PRPC"` frames
-//! carrying an [`RpcMeta`] protobuf, the (optionally compressed) protobuf payload and a raw
-//! attachment. Byte-compatible with brpc C++ in both directions.
+//! carrying an [`RpcMeta`](crate::proto::brpc::policy::RpcMeta) protobuf, the (optionally
+//! compressed) protobuf payload and a raw attachment. Byte-compatible with brpc C++ in both
+//! directions.
 //!
 //! - [`frame`]: the codec (parse / write one frame).
 //! - [`BaiduStd`]: the [`Protocol`] implementation: parse, serialize / pack requests, pack
@@ -21,7 +22,6 @@ pub mod frame;
 
 use crate::compress::{self, CompressType};
 use crate::errors::{ErrorCode, RpcError};
-use crate::proto::brpc::policy::{RpcMeta, RpcResponseMeta};
 use crate::protocol::{
     Authenticator, CallInfo, ClientResponse, ConnectionTypes, IOBuf, InputMessage, MessageBody,
     ParseContext, ParseResult, Protocol, ProtocolClass, RequestSink, ResponseBody, ResponseSink,
@@ -93,17 +93,14 @@ impl BaiduStd {
             Some(_) => (&empty, &empty),
             None => (response.body, response.attachment),
         };
-        let mut meta = RpcMeta {
-            response: Some(RpcResponseMeta {
-                error_code: Some(code),
-                error_text: (!text.is_empty()).then(|| text.to_owned()),
-            }),
+        let meta = frame::ResponseMetaRef {
+            error_code: Some(code),
+            error_text: (!text.is_empty()).then_some(text),
             correlation_id: Some(response.correlation_id),
             compress_type: Some(response.compress_type.code()),
-            ..RpcMeta::default()
+            attachment_size: None, // set from the attachment by the writer
         };
-        frame::set_attachment_size(&mut meta, attachment)?;
-        frame::write_frame(out, &meta, body, attachment)
+        frame::write_response_frame(out, &meta, body, attachment)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::frame::{parse_frame, write_frame, HEADER_LEN};
 use super::*;
-use crate::proto::brpc::policy::RpcRequestMeta;
+use crate::proto::brpc::policy::{RpcMeta, RpcRequestMeta, RpcResponseMeta};
 use crate::protocol::ParseError;
 use proptest::prelude::*;
 use std::sync::Mutex;
@@ -523,6 +523,45 @@ proptest! {
             compress_type: compress,
             correlation_id: Some(cid),
             authentication_data: credential.clone().map(Into::into),
+            ..RpcMeta::default()
+        };
+        frame::set_attachment_size(&mut meta, &att).unwrap();
+        let mut theirs = IOBuf::new();
+        write_frame(&mut theirs, &meta, &body, &att).unwrap();
+        prop_assert_eq!(ours.to_vec(), theirs.to_vec());
+        let parsed = parse_frame(&mut ours, MAX).unwrap();
+        prop_assert_eq!(parsed.meta, meta);
+    }
+
+    /// The borrowed response-meta encoder writes exactly the bytes prost writes for the same
+    /// `RpcMeta` (codes of any sign, error texts, attachments), and they parse back to it.
+    #[test]
+    fn borrowed_response_meta_encodes_like_prost(
+        cid in any::<i64>(),
+        error_code in proptest::option::of(any::<i32>()),
+        error_text in proptest::option::of("[ -~]{0,40}"),
+        compress in proptest::option::of(any::<i32>()),
+        payload in proptest::collection::vec(any::<u8>(), 0..64),
+        attachment in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        let meta_ref = frame::ResponseMetaRef {
+            error_code,
+            error_text: error_text.as_deref(),
+            compress_type: compress,
+            correlation_id: Some(cid),
+            attachment_size: None,
+        };
+        let att = io(&attachment);
+        let body = io(&payload);
+        let mut ours = IOBuf::new();
+        frame::write_response_frame(&mut ours, &meta_ref, &body, &att).unwrap();
+        let mut meta = RpcMeta {
+            response: Some(RpcResponseMeta {
+                error_code,
+                error_text: error_text.clone(),
+            }),
+            compress_type: compress,
+            correlation_id: Some(cid),
             ..RpcMeta::default()
         };
         frame::set_attachment_size(&mut meta, &att).unwrap();
