@@ -26,8 +26,9 @@
 //!
 //! Threads (`--workers W`, default: number of cores), so that every system has W threads for
 //! the server and W for the client:
-//! - Spindle: one runtime shared by server and client, `fiber_concurrency = 2W`, plus its
-//!   `event_dispatcher_num` (default 1) epoll thread(s) and the timer thread;
+//! - Spindle: one runtime shared by server and client, `fiber_concurrency = 2W` (or
+//!   `--spindle-workers`), plus its `event_dispatcher_num` (default 1) epoll thread(s) and the
+//!   timer thread;
 //! - tonic: a server tokio runtime of W workers and a client tokio runtime of W workers;
 //! - raw: W server threads and W client threads, each with its own epoll.
 //!
@@ -77,6 +78,9 @@ struct Args {
     /// Server threads per system, and client threads per system (default: number of cores).
     #[arg(long)]
     workers: Option<usize>,
+    /// Spindle's fiber workers, shared by its server and client (default: 2 × `--workers`).
+    #[arg(long)]
+    spindle_workers: Option<usize>,
     /// Seconds each system runs before each measured round (default 0.5; --quick 0.2).
     #[arg(long)]
     warmup: Option<f64>,
@@ -184,8 +188,9 @@ fn main() {
     if let Err(e) = spindle_runtime::flags::init_from_env() {
         fail(&e.to_string());
     }
-    if let Err(e) = spindle_runtime::flags::runtime_flags::FIBER_CONCURRENCY.set(2 * workers) {
-        fail(&format!("--workers: {e}"));
+    let spindle_workers = args.spindle_workers.unwrap_or(2 * workers);
+    if let Err(e) = spindle_runtime::flags::runtime_flags::FIBER_CONCURRENCY.set(spindle_workers) {
+        fail(&format!("--spindle-workers / --workers: {e}"));
     }
     let dispatchers = spindle_runtime::flags::get("event_dispatcher_num").unwrap_or_default();
     println!(
@@ -199,7 +204,7 @@ fn main() {
         "threads: spindle {} fiber workers shared by server and client + {dispatchers} epoll \
          dispatcher(s) + timer, {} client lanes; tonic {workers} server + {workers} client tokio workers; \
          raw {workers} server + {workers} client threads; allocator {ALLOCATOR_NAME}",
-        2 * workers,
+        spindle_workers,
         args.spindle_client
     );
 
