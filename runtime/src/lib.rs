@@ -44,8 +44,8 @@ pub use fiber::join::{JoinError, JoinHandle};
 pub use fiber::stack::StackSize;
 pub use fiber::task::TaskId;
 pub use scheduler::builder::{
-    current_task, current_task_name, flush, flush_deferred, sleep, spawn, spawn_no_signal,
-    spawn_urgent, yield_now, Builder,
+    current_task, current_task_name, defer_wake_signals, flush, flush_deferred, sleep, spawn,
+    spawn_no_signal, spawn_urgent, yield_now, Builder,
 };
 pub use scheduler::idle_hook::{set_idle_hook, IdleHook};
 pub use scheduler::stats::Stats;

@@ -1,5 +1,6 @@
 //! `flush_deferred`: every fiber of a deferred batch runs, and when the batch is still queued
-//! after the delay, the worker that deferred it wakes another one to share it.
+//! after the delay, the worker that deferred it wakes another one to share it. Also
+//! `defer_wake_signals`: fibers woken under it wait for their waker's worker (or its flush).
 //!
 //! Alone in its process: it starts the runtime with two workers, both idle before each test.
 
@@ -150,4 +151,66 @@ fn on_a_plain_thread_it_is_a_flush() {
         h.join().unwrap();
     }
     assert_eq!(ran.load(Ordering::Relaxed), 8);
+}
+
+/// Parks `n` fibers on `gate` until it opens, then wakes them all from one fiber (under
+/// `defer_wake_signals` when `defer`) and computes for 100 ms without switching out. Returns
+/// how many woken fibers ran during that computation (only the idle worker can run them).
+fn woken_during_computation(n: usize, defer: bool) -> usize {
+    use spindle_runtime::butex::Butex;
+    let gate = Arc::new(Butex::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let waiters: Vec<_> = (0..n)
+        .map(|_| {
+            let (g, r) = (gate.clone(), ran.clone());
+            spawn(move || {
+                while g.value().load(Ordering::Acquire) == 0 {
+                    let _ = g.wait(0, None);
+                }
+                r.fetch_add(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    let (g, r) = (gate.clone(), ran.clone());
+    let meanwhile = spawn(move || {
+        // Every waiter parks and both workers go to sleep; the timer wakes one for this fiber.
+        spindle_runtime::sleep(Duration::from_millis(20));
+        let open = || {
+            g.value().store(1, Ordering::Release);
+            g.wake_all();
+        };
+        if defer {
+            spindle_runtime::defer_wake_signals(open);
+        } else {
+            open();
+        }
+        compute_for(Duration::from_millis(100));
+        let meanwhile = r.load(Ordering::Relaxed);
+        spindle_runtime::flush();
+        meanwhile
+    })
+    .join()
+    .unwrap();
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert_eq!(ran.load(Ordering::Relaxed), n, "a woken fiber never ran");
+    meanwhile
+}
+
+#[test]
+fn wakes_under_defer_wake_signals_leave_the_idle_worker_asleep() {
+    let _serial = two_workers();
+    // Without the deferral each wake signals, and the idle worker runs woken fibers while the
+    // waker computes (this checks the test's premise).
+    assert!(
+        woken_during_computation(8, false) > 0,
+        "plain wakes did not wake the idle worker"
+    );
+    // With it, the woken fibers wait for the waker's worker (or its flush).
+    assert_eq!(
+        woken_during_computation(8, true),
+        0,
+        "a wake under defer_wake_signals woke the idle worker"
+    );
 }

@@ -66,6 +66,9 @@ pub(crate) struct TaskMeta {
     pub(crate) yielder: *const Yielder<(), Suspend>,
     /// Fiber-local storage; dropped on the fiber when its function returns.
     pub(crate) locals: LocalSlots,
+    /// Set while the fiber runs the closure of [`crate::defer_wake_signals`]: the fibers it
+    /// wakes on its worker owe their signal. Only the fiber itself touches it.
+    pub(crate) defer_wake_signals: bool,
 }
 
 impl TaskMeta {
@@ -80,6 +83,7 @@ impl TaskMeta {
             guard: (0, 0),
             yielder: std::ptr::null(),
             locals: LocalSlots::default(),
+            defer_wake_signals: false,
         })
     }
 }

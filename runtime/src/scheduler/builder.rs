@@ -246,6 +246,36 @@ pub fn flush_deferred(delay: Duration) {
     unsafe { (*g).defer_pending(delay) };
 }
 
+/// Runs `f`; the fibers it wakes (butex wakes: a result handed to a parked caller, a mutex
+/// passed on) that land on the caller's worker owe their signal to the idle workers instead
+/// of sending it, as [`spawn_no_signal`] does: the caller's next [`flush`] or
+/// [`flush_deferred`] pays. For a fiber that wakes many others in a row (a connection's
+/// reader completing a burst of calls): each wake would otherwise push the previously woken
+/// fiber out of the worker's next-to-run slot and wake a sleeping worker for it. On a plain
+/// thread it just runs `f`.
+pub fn defer_wake_signals<R>(f: impl FnOnce() -> R) -> R {
+    /// Clears the flag when `f` returns or unwinds (the meta is the fiber's own: still the
+    /// right one if the fiber moved to another worker meanwhile).
+    struct Reset(*mut crate::fiber::task::TaskMeta);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            // SAFETY: the meta of the running fiber outlives this frame on its stack.
+            unsafe { (*self.0).defer_wake_signals = false };
+        }
+    }
+    let me = current_task_meta();
+    if me.is_null() {
+        return f();
+    }
+    // SAFETY: the meta of the running fiber; only the fiber touches the flag.
+    let nested = unsafe { std::mem::replace(&mut (*me).defer_wake_signals, true) };
+    if nested {
+        return f(); // the outer call clears it
+    }
+    let _reset = Reset(me);
+    f()
+}
+
 /// Yields the current fiber (or thread) to let others run.
 pub fn yield_now() {
     if current_task_meta().is_null() {

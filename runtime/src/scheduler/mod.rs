@@ -127,7 +127,11 @@ pub(crate) fn ready_to_run(task: crate::fiber::task::TaskRef) {
         // SAFETY: a non-null group is the live worker of this thread; not kept across a switch.
         let g = unsafe { &*g };
         if g.tag == task.tag() {
-            g.push_local(task, true);
+            let me = task_group::current_task_meta();
+            // SAFETY: a non-null meta is the fiber running on this thread, and only that fiber
+            // touches the flag.
+            let signal = me.is_null() || !unsafe { (*me).defer_wake_signals };
+            g.push_local(task, signal);
             return;
         }
     }
