@@ -23,6 +23,16 @@
 //!    machine, an inter-processor interrupt) costs more than the handler, and handlers run on
 //!    one worker answer in one `writev` (on `c1_d64_16B`: about 30% less CPU per call,
 //!    `docs/benchmarks.md`). Setting the flag to 0 restores the immediate flush.
+//!
+//!    One exception: a message the sink accepts with [`MessageSink::in_place`] is processed by
+//!    the reader as soon as it is cut. A channel's connection accepts responses whose protocol
+//!    says their processing is short and never blocks (`Protocol::response_in_place`: for
+//!    baidu_std, an uncompressed response, which only completes its call and wakes the
+//!    synchronous caller; a completion callback still gets a fiber of its own). A fiber per
+//!    such response would cost more than the processing itself. The callers it wakes owe their
+//!    signals (`defer_wake_signals`) and are paid for by the same deferred flush as the
+//!    spawned fibers: without that, each wake in a burst would push the previous caller out of
+//!    the worker's next-to-run slot and wake a sleeping worker for it.
 //! 5. Repeat until `EAGAIN` or a short read (one that filled less than it offered, unless the
 //!    dispatcher saw the peer hang up); EOF or a read error fails the socket after the messages
 //!    already cut were handed out, including those cut from bytes the transport delivered
@@ -91,6 +101,19 @@ pub trait MessageSink: Send + Sync + 'static {
     /// Processes one message parsed by `protocol` (in a fiber; may block it).
     fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>);
 
+    /// Whether the reader may process `msg` itself as soon as it is cut, instead of in a fiber
+    /// (module doc, step 4): only for processing that is short and never blocks. Default: no.
+    fn in_place(&self, protocol: &dyn Protocol, msg: &dyn InputMessage) -> bool {
+        let _ = (protocol, msg);
+        false
+    }
+
+    /// Processes `msg` on the reader; called only for messages [`MessageSink::in_place`]
+    /// accepted. Default: [`MessageSink::process`].
+    fn process_in_place(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
+        self.process(protocol, msg);
+    }
+
     /// The authenticator whose `verify` must accept a connection's first message (servers).
     fn authenticator(&self) -> Option<&dyn Authenticator> {
         None
@@ -145,6 +168,7 @@ impl InputHandler for InputMessenger {
         let mut ctx = ParseContext::new(s.id());
         ctx.max_body_size = usize::try_from(MAX_BODY_SIZE.get()).unwrap_or(usize::MAX);
         let mut last: Option<(ProtocolIndex, Box<dyn InputMessage>)> = None;
+        // Fibers spawned or woken without their signal (step 4): a flush is owed.
         let mut spawned = false;
         let mut close: Option<Close> = None;
         {
@@ -213,6 +237,19 @@ impl InputHandler for InputMessenger {
                                     }
                                 }
                                 rs.verified = true;
+                            }
+                            if let Some(p) = self
+                                .registry
+                                .get(protocol)
+                                .filter(|p| self.sink.in_place(&***p, &*message))
+                            {
+                                // The callers it wakes wait their turn on this worker like
+                                // the spawned fibers (step 4), paid by the same flush.
+                                spindle_runtime::defer_wake_signals(|| {
+                                    self.sink.process_in_place(p, message)
+                                });
+                                spawned = true;
+                                continue;
                             }
                             if let Some((i, m)) = last.replace((protocol, message)) {
                                 self.spawn_process(i, m);

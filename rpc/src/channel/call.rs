@@ -28,8 +28,9 @@
 //!   connects, so two failures cannot both decide to retry.
 //! - Connecting and writing happen without the lock (a connect parks); an attempt that finds the
 //!   call completed when it comes back gives its connection back (`release`).
-//! - The callback runs exactly once, never with the lock held, never on the timer thread (it
-//!   gets a fiber of its own there); `finished` is set after it returned, which is what
+//! - The callback runs exactly once, never with the lock held, never on the timer thread or on
+//!   a connection's reader (it gets a fiber of its own there; a synchronous caller is simply
+//!   woken from the reader); `finished` is set after it returned, which is what
 //!   [`CallId::join`] waits for.
 
 use super::{connection::ClientConn, retriable, Channel, ChannelInner};
@@ -70,6 +71,10 @@ impl Done {
 pub(crate) enum CompletedOn {
     /// A fiber or thread that may run anything.
     Caller,
+    /// A connection's reader, processing a response in place: a synchronous caller is woken
+    /// there, a completion callback (user code, it may block) gets a fiber of its own so the
+    /// reader goes on cutting.
+    Reader,
     /// The timer thread (the deadline fired): nothing but the hand-off to a fiber happens
     /// there, and the deadline timer is not cancelled (it is the one running).
     TimerThread,
@@ -413,7 +418,8 @@ fn release(inner: &Arc<ChannelInner>, sid: SocketId, cc: &Arc<ClientConn>, reusa
 /// Completes the call `guard` holds: destroys the id, unregisters every attempt from its
 /// connection, cancels the timers (except the deadline timer when called from it), releases
 /// the attempts' connections (`winner`'s is reusable if the call succeeded) and runs the
-/// callback — both in a new fiber when called from the timer thread.
+/// callback — both in a new fiber when called from the timer thread, or from a reader for a
+/// call with a completion callback.
 pub(crate) fn complete(
     guard: FiberIdGuard<CallData>,
     result: CallResult,
@@ -436,6 +442,13 @@ pub(crate) fn complete(
             timer_thread::unschedule(&t);
         }
     }
+    // Where the rest runs: no sockets closed and no user code on the timer thread, no user
+    // code on a reader.
+    let here = match on {
+        CompletedOn::Caller => true,
+        CompletedOn::Reader => matches!(data.done, Some(Done::Sync(_))),
+        CompletedOn::TimerThread => false,
+    };
     // Connections go back (or are closed) before the callback runs, so a caller woken by it
     // finds a pooled connection idle again.
     let ok = result.is_ok();
@@ -456,10 +469,9 @@ pub(crate) fn complete(
         }
         finished.set();
     };
-    if cancel_timer {
+    if here {
         finish();
     } else {
-        // On the timer thread: no sockets closed, no user code there.
         spindle_runtime::spawn(finish);
     }
 }

@@ -72,10 +72,45 @@ impl ResponseSink for ClientConn {
     }
 }
 
+/// A [`ClientConn`] as the connection's reader sees it: calls complete there, and a completion
+/// callback (user code) gets a fiber of its own.
+struct OnReader<'a>(&'a ClientConn);
+
+impl ResponseSink for OnReader<'_> {
+    fn on_response(&self, response: ClientResponse) {
+        let raw = response.correlation_id as u64;
+        if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
+            complete(guard, response.result, Some(raw), CompletedOn::Reader);
+        }
+    }
+
+    fn retire(&self) {
+        self.0.retire();
+    }
+
+    fn pending_correlation_id(&self) -> Option<i64> {
+        self.0.pending_correlation_id()
+    }
+}
+
 /// The messages of one client connection go to its [`ClientConn`].
 struct ClientSink(Arc<ClientConn>);
 
 impl MessageSink for ClientSink {
+    fn in_place(&self, protocol: &dyn Protocol, msg: &dyn InputMessage) -> bool {
+        protocol.response_in_place(msg)
+    }
+
+    fn process_in_place(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
+        let id = msg.socket_id();
+        if let Err(e) = protocol.process_response(msg, &OnReader(&self.0)) {
+            eprintln!(
+                "spindle-rpc: {} response on connection {id} not processed: {e}",
+                protocol.name()
+            );
+        }
+    }
+
     fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
         let id = msg.socket_id();
         if let Err(e) = protocol.process_response(msg, &*self.0) {

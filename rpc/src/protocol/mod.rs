@@ -233,6 +233,15 @@ pub trait Protocol: Send + Sync + 'static {
         Err(no_hook(self.name(), "client"))
     }
 
+    /// Client side: whether processing the response `msg` is short and never blocks (no
+    /// decompression, no decoding of a large body), so the connection's reader may do it
+    /// itself instead of handing it to a fiber of its own (see the input messenger's module
+    /// doc). Default: no.
+    fn response_in_place(&self, msg: &dyn InputMessage) -> bool {
+        let _ = msg;
+        false
+    }
+
     /// Server side: checks the credentials in the first message of a connection (brpc
     /// `Verify`). Default: accept (the protocol carries no credentials).
     fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {

@@ -306,6 +306,13 @@ impl Protocol for BaiduStd {
         Ok(())
     }
 
+    /// An uncompressed response only moves its buffers and completes its call: short enough
+    /// for the reader. A compressed one is decompressed in a fiber of its own.
+    fn response_in_place(&self, msg: &dyn InputMessage) -> bool {
+        msg.downcast_ref::<BaiduStdMessage>()
+            .is_some_and(|m| m.frame.meta.compress_type.unwrap_or(0) == CompressType::None.code())
+    }
+
     fn verify(&self, msg: &dyn InputMessage, auth: &dyn Authenticator) -> Result<(), RpcError> {
         let msg = msg
             .downcast_ref::<BaiduStdMessage>()
