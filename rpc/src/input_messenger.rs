@@ -108,8 +108,9 @@ pub trait MessageSink: Send + Sync + 'static {
         false
     }
 
-    /// Processes `msg` on the reader; called only for messages [`MessageSink::in_place`]
-    /// accepted. Default: [`MessageSink::process`].
+    /// Processes `msg` on the connection's reader: a message [`MessageSink::in_place`]
+    /// accepted, as soon as it is cut, and the last message of a read (step 4). Default:
+    /// [`MessageSink::process`].
     fn process_in_place(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
         self.process(protocol, msg);
     }
@@ -285,7 +286,7 @@ impl InputHandler for InputMessenger {
         }
         if let Some((i, m)) = last {
             if let Some(p) = self.registry.get(i) {
-                self.sink.process(p, m);
+                self.sink.process_in_place(p, m);
             }
         }
         match close {

@@ -1,6 +1,7 @@
-//! Responses are completed by the connection's reader itself (input messenger, step 4), but a
-//! completion callback is user code and must never run there: a callback that blocks would
-//! hold up every other response on the connection.
+//! Responses are completed by the connection's reader itself (input messenger, step 4): an
+//! uncompressed baidu_std response as soon as it is cut, any response when it is the last of a
+//! read. A completion callback is user code and must never run there: a callback that blocks
+//! would hold up every other response on the connection.
 
 mod common;
 
@@ -16,6 +17,21 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn a_blocked_completion_callback_does_not_hold_up_the_connection() {
+    // Processed as soon as it is cut.
+    blocked_callback_then_another_call("first");
+}
+
+#[test]
+fn a_blocked_callback_of_a_compressed_response_does_not_hold_up_the_connection() {
+    // Decompressed in a fiber when cut among others; alone in its read, it is the last message
+    // and the reader processes it.
+    blocked_callback_then_another_call("zip:first");
+}
+
+/// Starts an asynchronous call whose callback blocks until a second, synchronous call on the
+/// same connection is answered, then makes that call: it can only be answered if the callback
+/// did not run on the connection's reader.
+fn blocked_callback_then_another_call(first: &str) {
     let server = echo_server(ServerOptions::default());
     let addr = server.local_addr().unwrap().to_string();
     let options = ChannelOptions {
@@ -40,7 +56,7 @@ fn a_blocked_completion_callback_does_not_hold_up_the_connection() {
     );
     let method = &ECHO_SERVICE_DESCRIPTOR.methods[0];
     let req = EchoRequest {
-        message: "first".into(),
+        message: first.into(),
     };
     channel.call_method_async(method, &CallContext::default(), &req, move |r| {
         assert!(r.is_ok(), "the first call failed: {:?}", r.err());

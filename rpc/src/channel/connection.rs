@@ -72,8 +72,9 @@ impl ResponseSink for ClientConn {
     }
 }
 
-/// A [`ClientConn`] as the connection's reader sees it: calls complete there, and a completion
-/// callback (user code) gets a fiber of its own.
+/// A [`ClientConn`] as the connection's reader sees it (responses it processes in place, and
+/// the last response of a read): calls complete there, and a completion callback (user code,
+/// it may block) gets a fiber of its own, so it never holds up the connection.
 struct OnReader<'a>(&'a ClientConn);
 
 impl ResponseSink for OnReader<'_> {

@@ -31,7 +31,8 @@ pub fn opts() -> ChannelOptions {
 }
 
 /// Echoes the message and the attachment. `sleep:<ms>` sleeps first (in the fiber);
-/// `fail` answers EINTERNAL. `sleeping` counts handlers sleeping now.
+/// `fail` answers EINTERNAL; `zip:` answers gzip-compressed. `sleeping` counts handlers
+/// sleeping now.
 pub struct Echo {
     pub sleeping: Arc<AtomicUsize>,
 }
@@ -46,6 +47,9 @@ impl EchoService for Echo {
         }
         if request.message == "fail" {
             return Err(RpcError::new(ErrorCode::Internal, "asked to fail"));
+        }
+        if request.message.starts_with("zip:") {
+            ctx.response_compress_type = spindle_rpc::compress::CompressType::Gzip;
         }
         ctx.response_attachment = ctx.request_attachment.clone();
         Ok(EchoResponse {
