@@ -24,7 +24,7 @@
 //!    `head` reaches `last` through every node pushed after it.
 
 use crate::loom::atomic::{AtomicPtr, Ordering};
-use std::collections::VecDeque;
+use smallvec::{smallvec, SmallVec};
 use std::ptr::{self, NonNull};
 
 /// A node: one item and the previous head.
@@ -63,9 +63,12 @@ unsafe impl<T: Send> Send for WriteQueue<T> {}
 // SAFETY: as above; shared access only performs atomic operations on `head`.
 unsafe impl<T: Send> Sync for WriteQueue<T> {}
 
-/// The nodes an owner holds (`last` is the back).
+/// The nodes an owner holds, oldest first: `fifo[start..]` (`last` is the back). Inline for
+/// the usual few nodes, so becoming the owner allocates nothing; consumed nodes are skipped by
+/// `start` and compacted away now and then.
 pub(crate) struct Batch<T> {
-    fifo: VecDeque<*mut Node<T>>,
+    fifo: SmallVec<[*mut Node<T>; 8]>,
+    start: usize,
     last: *mut Node<T>,
 }
 
@@ -103,7 +106,8 @@ impl<T> WriteQueue<T> {
         // SAFETY: we own the queue (head was null), so `node` is ours alone.
         unsafe { (*node).next.store(ptr::null_mut(), Ordering::Relaxed) };
         Some(Batch {
-            fifo: VecDeque::from([node]),
+            fifo: smallvec![node],
+            start: 0,
             last: node,
         })
     }
@@ -116,11 +120,13 @@ impl<T> WriteQueue<T> {
             .compare_exchange(b.last, ptr::null_mut(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            for n in b.fifo.drain(..) {
+            for n in b.fifo.drain(b.start..) {
                 // SAFETY: nodes of the batch are ours; after the CAS nobody compares against
                 // `last` any more (invariant 2); each is freed once.
                 drop(unsafe { Box::from_raw(n) });
             }
+            b.fifo.clear(); // the consumed prefix: freed already
+            b.start = 0;
             return true;
         }
         self.gather(b);
@@ -135,7 +141,7 @@ impl<T> WriteQueue<T> {
         if new_head == b.last {
             return;
         }
-        let start = b.fifo.len();
+        let first_new = b.fifo.len();
         let mut p = new_head;
         let mut spins = 0;
         while p != b.last && !p.is_null() {
@@ -145,11 +151,11 @@ impl<T> WriteQueue<T> {
                 backoff(&mut spins);
                 continue;
             }
-            b.fifo.push_back(p);
+            b.fifo.push(p);
             p = next;
         }
         // The walk went newest to oldest; the batch is oldest first.
-        b.fifo.make_contiguous()[start..].reverse();
+        b.fifo[first_new..].reverse();
         b.last = new_head;
     }
 }
@@ -166,20 +172,27 @@ impl<T> Batch<T> {
     pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
         // SAFETY: the nodes are owned by this batch (alive, touched by nobody else) and
         // distinct, so the mutable references do not alias.
-        self.fifo.iter().map(|&n| unsafe { &mut (*n).item })
+        self.fifo[self.start..]
+            .iter()
+            .map(|&n| unsafe { &mut (*n).item })
     }
 
     /// Frees consumed items (`done(item)`) at the front, keeping `last` (invariant 2).
     pub(crate) fn pop_done(&mut self, mut done: impl FnMut(&mut T) -> bool) {
-        while self.fifo.len() > 1 {
-            let front = self.fifo[0];
+        while self.fifo.len() - self.start > 1 {
+            let front = self.fifo[self.start];
             // SAFETY: `front` is owned by this batch.
             if !done(unsafe { &mut (*front).item }) {
                 break;
             }
-            self.fifo.pop_front();
+            self.start += 1;
             // SAFETY: removed from the batch above and not `last`: freed exactly once.
             drop(unsafe { Box::from_raw(front) });
+        }
+        // Compact once the skipped prefix is most of the vector (amortised O(1) per node).
+        if self.start > 8 && self.start * 2 > self.fifo.len() {
+            self.fifo.drain(..self.start);
+            self.start = 0;
         }
     }
 }
