@@ -57,6 +57,7 @@ use super::socket::{Socket, SocketHandle};
 use super::write_queue::{Batch, WriteQueue};
 use crate::errors::{ErrorCode, RpcError};
 use crate::event_dispatcher;
+use smallvec::SmallVec;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
 use spindle_runtime::define_flag;
@@ -153,7 +154,8 @@ fn drain(s: &SocketHandle, b: &mut Batch<IOBuf>) -> Drained {
         b.pop_done(|d| d.is_empty());
         // Messages pushed since the last look go out in this `writev` too ("Batching").
         list.queue.gather(b);
-        let mut bufs: Vec<&mut IOBuf> = b
+        // Inline for the usual few messages: no allocation per `writev`.
+        let mut bufs: SmallVec<[&mut IOBuf; 16]> = b
             .items_mut()
             .filter(|d| !d.is_empty())
             .take(MAX_NODES_PER_WRITEV)
