@@ -151,8 +151,9 @@ impl Finished {
 pub(crate) struct CallData {
     /// Runs once with the outcome.
     done: Option<Done>,
-    /// Set after `done` returned.
-    finished: Arc<Finished>,
+    /// Set after `done` returned; `None` for a synchronous call, which nobody joins (its
+    /// caller waits for the result itself).
+    finished: Option<Arc<Finished>>,
     /// The deadline timer.
     timer: Option<TimerId>,
     /// The backup-request timer.
@@ -177,15 +178,16 @@ pub(crate) struct CallData {
 pub struct CallId {
     /// The call's id (version 0 = the first attempt).
     id: FiberId<CallData>,
-    /// Set when the callback returned.
-    finished: Arc<Finished>,
+    /// Set when the callback returned; `None` for the handle of a synchronous call, which only
+    /// a `CancelHandle` holds (to cancel it), never joined.
+    finished: Option<Arc<Finished>>,
 }
 
 impl std::fmt::Debug for CallId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallId")
             .field("id", &self.id.as_raw())
-            .field("finished", &self.finished.is_set())
+            .field("finished", &self.is_finished())
             .finish()
     }
 }
@@ -197,7 +199,7 @@ impl CallId {
         finished.set();
         CallId {
             id: FiberId::from_raw(0),
-            finished,
+            finished: Some(finished),
         }
     }
 
@@ -217,12 +219,14 @@ impl CallId {
     /// returned (brpc's `Join`). Returns at once for a call that already ended. Must not be
     /// called from the call's own callback (it would wait for itself).
     pub fn join(&self) {
-        self.finished.wait();
+        if let Some(f) = &self.finished {
+            f.wait();
+        }
     }
 
     /// Whether the call ended and its callback returned.
     pub fn is_finished(&self) -> bool {
-        self.finished.is_set()
+        self.finished.as_ref().is_none_or(|f| f.is_set())
     }
 }
 
@@ -236,7 +240,8 @@ pub(crate) fn start(
     cancel: Option<&super::CancelHandle>,
 ) -> CallId {
     let range = (plan.max_retry.saturating_add(2)).min(MAX_RANGE);
-    let finished = Arc::new(Finished::default());
+    // Only an asynchronous call's handle can be joined.
+    let finished = matches!(done, Done::Callback(_)).then(|| Arc::new(Finished::default()));
     let deadline = plan.deadline;
     let plan = Arc::new(plan);
     let id = FiberId::create_with_on_error(
@@ -462,12 +467,14 @@ pub(crate) fn complete(
                 }
             }
         }
-        let finished = data.finished.clone();
+        let finished = data.finished.take();
         if let Some(done) = data.done.take() {
             drop(data);
             done.run(result);
         }
-        finished.set();
+        if let Some(f) = finished {
+            f.set();
+        }
     };
     if here {
         finish();
