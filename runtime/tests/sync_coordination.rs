@@ -159,13 +159,20 @@ fn once_under_races_runs_once_and_publishes() {
 fn once_retries_after_panicking_initializer_with_waiters() {
     let once = Arc::new(Once::new());
     let o2 = once.clone();
+    // The waiter starts only once the first initializer runs (a fixed sleep here let a slow
+    // thread start lose the race under load: the waiter then initialised first).
+    let inside = Arc::new(AtomicUsize::new(0));
+    let i2 = inside.clone();
     let panicker = std::thread::spawn(move || {
         o2.call_once(|| {
+            i2.store(1, SeqCst);
             std::thread::sleep(Duration::from_millis(10));
             panic!("first initializer fails");
         })
     });
-    std::thread::sleep(Duration::from_millis(2));
+    while inside.load(SeqCst) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let ran = Arc::new(AtomicUsize::new(0));
     let r2 = ran.clone();
     let o3 = once.clone();
