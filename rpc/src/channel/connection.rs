@@ -97,29 +97,32 @@ impl ResponseSink for OnReader<'_> {
 /// The messages of one client connection go to its [`ClientConn`].
 struct ClientSink(Arc<ClientConn>);
 
+/// Hands a response to `to`; a response the protocol cannot process is logged and dropped.
+fn process_response(
+    protocol: &Arc<dyn Protocol>,
+    msg: Box<dyn InputMessage>,
+    to: &dyn ResponseSink,
+) {
+    let id = msg.socket_id();
+    if let Err(e) = protocol.process_response(msg, to) {
+        eprintln!(
+            "spindle-rpc: {} response on connection {id} not processed: {e}",
+            protocol.name()
+        );
+    }
+}
+
 impl MessageSink for ClientSink {
     fn in_place(&self, protocol: &dyn Protocol, msg: &dyn InputMessage) -> bool {
         protocol.response_in_place(msg)
     }
 
     fn process_in_place(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
-        let id = msg.socket_id();
-        if let Err(e) = protocol.process_response(msg, &OnReader(&self.0)) {
-            eprintln!(
-                "spindle-rpc: {} response on connection {id} not processed: {e}",
-                protocol.name()
-            );
-        }
+        process_response(protocol, msg, &OnReader(&self.0));
     }
 
     fn process(&self, protocol: &Arc<dyn Protocol>, msg: Box<dyn InputMessage>) {
-        let id = msg.socket_id();
-        if let Err(e) = protocol.process_response(msg, &*self.0) {
-            eprintln!(
-                "spindle-rpc: {} response on connection {id} not processed: {e}",
-                protocol.name()
-            );
-        }
+        process_response(protocol, msg, &*self.0);
     }
 
     fn on_failed(&self, _id: SocketId) {
