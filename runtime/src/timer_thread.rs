@@ -36,7 +36,7 @@
 use std::cell::{Cell, UnsafeCell};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{compiler_fence, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,9 @@ struct TimerTask<S: ?Sized = dyn CallbackSlot> {
     ns: u64,
     /// PENDING / RUNNING / DONE / CANCELLED.
     state: AtomicU8,
+    /// Set by the timer thread when it moves the task into its heap: only a cancelled task
+    /// that is there counts towards the heap's purge ([`TimerThread::cancelled`]).
+    in_heap: AtomicBool,
     /// The callback, taken by whoever wins the transition out of PENDING.
     slot: S,
 }
@@ -142,7 +145,10 @@ struct TimerThread {
     nsignals: Futex,
     /// Origin of the nanosecond clock.
     base: Instant,
-    /// Tasks cancelled since the last purge (they linger in the heap until their deadline).
+    /// Tasks cancelled in the heap since the last purge (they linger there until their
+    /// deadline). Tasks cancelled while still in a bucket are not counted: that is nearly every
+    /// RPC deadline, and counting them would purge a large heap every round (and make every
+    /// `unschedule` write this shared word).
     cancelled: AtomicUsize,
 }
 
@@ -230,6 +236,7 @@ where
         deadline,
         ns: t.ns(deadline),
         state: AtomicU8::new(PENDING),
+        in_heap: AtomicBool::new(false),
         slot: Slot(UnsafeCell::new(Some(f))),
     });
     let ns = task.ns;
@@ -288,8 +295,12 @@ pub fn unschedule(id: &TimerId) -> bool {
         Ok(_) => {
             // SAFETY: we won the transition out of PENDING: the callback is ours alone.
             unsafe { task.slot.take_and_drop() };
-            if let Some(t) = TIMER.get() {
-                t.cancelled.fetch_add(1, Ordering::Relaxed);
+            // A task moved into the heap just after this load is not counted: it is dropped
+            // by the next purge all the same, or when its deadline comes.
+            if task.in_heap.load(Ordering::Relaxed) {
+                if let Some(t) = TIMER.get() {
+                    t.cancelled.fetch_add(1, Ordering::Relaxed);
+                }
             }
             true
         }
@@ -344,6 +355,7 @@ impl TimerThread {
                 }
                 for t in spare.drain(..) {
                     if t.state.load(Ordering::Relaxed) == PENDING {
+                        t.in_heap.store(true, Ordering::Relaxed);
                         heap.push(Entry(t));
                     }
                 }
@@ -422,6 +434,50 @@ mod tests {
             queued < N / 4,
             "{queued} cancelled timers still queued after {N} schedule/unschedule pairs"
         );
+    }
+
+    /// Only tasks cancelled in the heap count towards its purge: deadlines cancelled while still
+    /// in their bucket (nearly every RPC's) leave the count alone, or a large heap of live
+    /// timers would be purged every round.
+    #[test]
+    fn only_cancellations_in_the_heap_count_towards_the_purge() {
+        let _serial = BUCKET_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let t = timer();
+        let far = Instant::now() + Duration::from_secs(3600);
+        let count = || t.cancelled.load(Ordering::Relaxed);
+        let before = count();
+        for _ in 0..1000 {
+            let id = schedule(far, || {});
+            assert!(unschedule(&id));
+        }
+        let in_bucket = count().wrapping_sub(before);
+        // A near timer from this thread makes its bucket due: the timer thread moves the far
+        // ones scheduled before it into the heap.
+        let ids: Vec<TimerId> = (0..100).map(|_| schedule(far, || {})).collect();
+        let fired = Arc::new(AtomicU8::new(0));
+        let f = fired.clone();
+        let started = Instant::now();
+        schedule(started + Duration::from_millis(5), move || {
+            f.store(1, Ordering::Release);
+        });
+        while fired.load(Ordering::Acquire) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the near timer never fired"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(ids.iter().all(|id| id.0.in_heap.load(Ordering::Relaxed)));
+        let before = count();
+        for id in &ids {
+            assert!(unschedule(id));
+        }
+        let in_heap = count().wrapping_sub(before);
+        assert!(
+            in_bucket < 10,
+            "{in_bucket} of 1000 bucket-only cancellations counted"
+        );
+        assert_eq!(in_heap, 100, "cancellations in the heap not counted");
     }
 
     /// Buckets are pulled only when due: a near timer fires on time while a thousand far
