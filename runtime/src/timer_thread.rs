@@ -436,6 +436,21 @@ mod tests {
         );
     }
 
+    /// Schedules a timer `after` from now on this thread and waits (at most 10 s) until it ran.
+    fn schedule_and_wait(after: Duration) {
+        let fired = Arc::new(AtomicU8::new(0));
+        let f = fired.clone();
+        let started = Instant::now();
+        schedule(started + after, move || f.store(1, Ordering::Release));
+        while fired.load(Ordering::Acquire) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "a {after:?} timer did not fire within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Only tasks cancelled in the heap count towards its purge: deadlines cancelled while still
     /// in their bucket (nearly every RPC's) leave the count alone, or a large heap of live
     /// timers would be purged every round.
@@ -454,19 +469,7 @@ mod tests {
         // A near timer from this thread makes its bucket due: the timer thread moves the far
         // ones scheduled before it into the heap.
         let ids: Vec<TimerId> = (0..100).map(|_| schedule(far, || {})).collect();
-        let fired = Arc::new(AtomicU8::new(0));
-        let f = fired.clone();
-        let started = Instant::now();
-        schedule(started + Duration::from_millis(5), move || {
-            f.store(1, Ordering::Release);
-        });
-        while fired.load(Ordering::Acquire) == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "the near timer never fired"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        schedule_and_wait(Duration::from_millis(5));
         assert!(ids.iter().all(|id| id.0.in_heap.load(Ordering::Relaxed)));
         let before = count();
         for id in &ids {
@@ -494,19 +497,7 @@ mod tests {
                 .join()
                 .expect("scheduling thread"),
         );
-        let fired = Arc::new(AtomicU8::new(0));
-        let f = fired.clone();
-        let started = Instant::now();
-        schedule(started + Duration::from_millis(20), move || {
-            f.store(1, Ordering::Release);
-        });
-        while fired.load(Ordering::Acquire) == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "a 20 ms timer did not fire within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        schedule_and_wait(Duration::from_millis(20));
         for id in &far_ids {
             assert!(unschedule(id), "a far timer ran or was lost");
         }
