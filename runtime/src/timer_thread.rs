@@ -19,8 +19,8 @@
 //! - Pulling lazily matters for RPC deadlines: nearly all of them are cancelled (the answer came
 //!   in time) long before they are due, and a bucket that is not due is not looked at when the
 //!   thread wakes for something else (a sleep, the deferred-flush watchdog every millisecond).
-//!   Such timers are dropped by the sweep below or when their bucket finally comes due, without
-//!   ever entering the heap.
+//!   Such timers are dropped by the sweep of a full bucket (above) or when their bucket comes due,
+//!   without ever entering the heap.
 //! - Each task has a state: PENDING → RUNNING → DONE, or PENDING → CANCELLED. The state machine
 //!   makes a callback run at most once, and [`unschedule`] cancel it only if it has not started.
 //!   If it is running, `unschedule` waits until it returns (unless called from the callback
