@@ -170,7 +170,7 @@ impl InputHandler for InputMessenger {
         ctx.max_body_size = usize::try_from(MAX_BODY_SIZE.get()).unwrap_or(usize::MAX);
         let mut last: Option<(ProtocolIndex, Box<dyn InputMessage>)> = None;
         // Fibers spawned or woken without their signal (step 4): a flush is owed.
-        let mut spawned = false;
+        let mut flush_owed = false;
         let mut close: Option<Close> = None;
         {
             let mut guard = s.read.lock().unwrap_or_else(|e| e.into_inner());
@@ -249,12 +249,12 @@ impl InputHandler for InputMessenger {
                                 spindle_runtime::defer_wake_signals(|| {
                                     self.sink.process_in_place(p, message)
                                 });
-                                spawned = true;
+                                flush_owed = true;
                                 continue;
                             }
                             if let Some((i, m)) = last.replace((protocol, message)) {
                                 self.spawn_process(i, m);
-                                spawned = true;
+                                flush_owed = true;
                             }
                         }
                         CutResult::NotEnoughData => break,
@@ -280,7 +280,7 @@ impl InputHandler for InputMessenger {
                 }
             }
         }
-        if spawned {
+        if flush_owed {
             // 0 flushes at once (brpc's behaviour); the default defers (module doc, step 4).
             spindle_runtime::flush_deferred(Duration::from_micros(BATCH_WAKEUP_DELAY_US.get()));
         }

@@ -48,14 +48,18 @@ impl ClientConn {
     }
 }
 
+/// Completes the call `response` answers, from `on`. A stale id (the call already completed:
+/// timeout, failure, cancel, a faster attempt, a duplicate) drops the response.
+fn complete_response(response: ClientResponse, on: CompletedOn) {
+    let raw = response.correlation_id as u64;
+    if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
+        complete(guard, response.result, Some(raw), on);
+    }
+}
+
 impl ResponseSink for ClientConn {
     fn on_response(&self, response: ClientResponse) {
-        let raw = response.correlation_id as u64;
-        // Stale: the call already completed (timeout, failure, cancel, a faster attempt, a
-        // duplicate): drop.
-        if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
-            complete(guard, response.result, Some(raw), CompletedOn::Caller);
-        }
+        complete_response(response, CompletedOn::Caller);
     }
 
     fn retire(&self) {
@@ -79,10 +83,7 @@ struct OnReader<'a>(&'a ClientConn);
 
 impl ResponseSink for OnReader<'_> {
     fn on_response(&self, response: ClientResponse) {
-        let raw = response.correlation_id as u64;
-        if let Ok(guard) = FiberId::<CallData>::from_raw(raw).lock() {
-            complete(guard, response.result, Some(raw), CompletedOn::Reader);
-        }
+        complete_response(response, CompletedOn::Reader);
     }
 
     fn retire(&self) {

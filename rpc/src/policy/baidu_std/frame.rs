@@ -311,6 +311,31 @@ fn put_bytes_field(w: &mut impl BufMut, tag: u32, b: Option<&[u8]>) {
     }
 }
 
+/// Length of the fields both borrowed metas write after their nested meta (tags 3 to 5).
+fn common_fields_len(
+    compress_type: Option<i32>,
+    correlation_id: Option<i64>,
+    attachment_size: Option<i32>,
+) -> usize {
+    use tag::*;
+    varint_field_len(META_COMPRESS_TYPE, compress_type.map(i64::from))
+        + varint_field_len(META_CORRELATION_ID, correlation_id)
+        + varint_field_len(META_ATTACHMENT_SIZE, attachment_size.map(i64::from))
+}
+
+/// Writes the fields [`common_fields_len`] measures, in tag order.
+fn put_common_fields(
+    w: &mut impl BufMut,
+    compress_type: Option<i32>,
+    correlation_id: Option<i64>,
+    attachment_size: Option<i32>,
+) {
+    use tag::*;
+    put_varint_field(w, META_COMPRESS_TYPE, compress_type.map(i64::from));
+    put_varint_field(w, META_CORRELATION_ID, correlation_id);
+    put_varint_field(w, META_ATTACHMENT_SIZE, attachment_size.map(i64::from));
+}
+
 impl RequestMetaRef<'_> {
     /// Encoded length of the nested `RpcRequestMeta`.
     fn request_len(&self) -> usize {
@@ -330,9 +355,11 @@ impl RequestMetaRef<'_> {
     pub fn encoded_len(&self) -> usize {
         use tag::*;
         bytes_field_len(META_REQUEST, Some(self.request_len()))
-            + varint_field_len(META_COMPRESS_TYPE, self.compress_type.map(i64::from))
-            + varint_field_len(META_CORRELATION_ID, self.correlation_id)
-            + varint_field_len(META_ATTACHMENT_SIZE, self.attachment_size.map(i64::from))
+            + common_fields_len(
+                self.compress_type,
+                self.correlation_id,
+                self.attachment_size,
+            )
             + bytes_field_len(
                 META_AUTHENTICATION_DATA,
                 self.authentication_data.map(<[u8]>::len),
@@ -352,9 +379,12 @@ impl RequestMetaRef<'_> {
         put_varint_field(w, REQ_PARENT_SPAN_ID, self.parent_span_id);
         put_bytes_field(w, REQ_REQUEST_ID, self.request_id.map(str::as_bytes));
         put_varint_field(w, REQ_TIMEOUT_MS, self.timeout_ms.map(i64::from));
-        put_varint_field(w, META_COMPRESS_TYPE, self.compress_type.map(i64::from));
-        put_varint_field(w, META_CORRELATION_ID, self.correlation_id);
-        put_varint_field(w, META_ATTACHMENT_SIZE, self.attachment_size.map(i64::from));
+        put_common_fields(
+            w,
+            self.compress_type,
+            self.correlation_id,
+            self.attachment_size,
+        );
         put_bytes_field(w, META_AUTHENTICATION_DATA, self.authentication_data);
     }
 }
@@ -388,9 +418,11 @@ impl ResponseMetaRef<'_> {
     pub fn encoded_len(&self) -> usize {
         use tag::*;
         bytes_field_len(META_RESPONSE, Some(self.response_len()))
-            + varint_field_len(META_COMPRESS_TYPE, self.compress_type.map(i64::from))
-            + varint_field_len(META_CORRELATION_ID, self.correlation_id)
-            + varint_field_len(META_ATTACHMENT_SIZE, self.attachment_size.map(i64::from))
+            + common_fields_len(
+                self.compress_type,
+                self.correlation_id,
+                self.attachment_size,
+            )
     }
 
     /// Writes the `RpcMeta` (fields in tag order, as prost does).
@@ -400,9 +432,12 @@ impl ResponseMetaRef<'_> {
         encode_varint(self.response_len() as u64, w);
         put_varint_field(w, RESP_ERROR_CODE, self.error_code.map(i64::from));
         put_bytes_field(w, RESP_ERROR_TEXT, self.error_text.map(str::as_bytes));
-        put_varint_field(w, META_COMPRESS_TYPE, self.compress_type.map(i64::from));
-        put_varint_field(w, META_CORRELATION_ID, self.correlation_id);
-        put_varint_field(w, META_ATTACHMENT_SIZE, self.attachment_size.map(i64::from));
+        put_common_fields(
+            w,
+            self.compress_type,
+            self.correlation_id,
+            self.attachment_size,
+        );
     }
 }
 

@@ -453,6 +453,23 @@ fn arb_call() -> impl Strategy<Value = (String, String, i64, Option<i64>, Vec<u8
     )
 }
 
+/// `ours`, a frame written from a borrowed meta, has exactly the bytes prost writes for `meta`
+/// (with its attachment size set from `att`), and parses back to that meta.
+fn encodes_like_prost(
+    mut ours: IOBuf,
+    mut meta: RpcMeta,
+    body: &IOBuf,
+    att: &IOBuf,
+) -> Result<(), TestCaseError> {
+    frame::set_attachment_size(&mut meta, att).unwrap();
+    let mut theirs = IOBuf::new();
+    write_frame(&mut theirs, &meta, body, att).unwrap();
+    prop_assert_eq!(ours.to_vec(), theirs.to_vec());
+    let parsed = parse_frame(&mut ours, MAX).unwrap();
+    prop_assert_eq!(parsed.meta, meta);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
@@ -509,7 +526,7 @@ proptest! {
         let body = io(&payload);
         let mut ours = IOBuf::new();
         frame::write_request_frame(&mut ours, &meta_ref, &body, &att).unwrap();
-        let mut meta = RpcMeta {
+        let meta = RpcMeta {
             request: Some(RpcRequestMeta {
                 service_name: service.clone(),
                 method_name: method.clone(),
@@ -525,12 +542,7 @@ proptest! {
             authentication_data: credential.clone().map(Into::into),
             ..RpcMeta::default()
         };
-        frame::set_attachment_size(&mut meta, &att).unwrap();
-        let mut theirs = IOBuf::new();
-        write_frame(&mut theirs, &meta, &body, &att).unwrap();
-        prop_assert_eq!(ours.to_vec(), theirs.to_vec());
-        let parsed = parse_frame(&mut ours, MAX).unwrap();
-        prop_assert_eq!(parsed.meta, meta);
+        encodes_like_prost(ours, meta, &body, &att)?;
     }
 
     /// The borrowed response-meta encoder writes exactly the bytes prost writes for the same
@@ -555,7 +567,7 @@ proptest! {
         let body = io(&payload);
         let mut ours = IOBuf::new();
         frame::write_response_frame(&mut ours, &meta_ref, &body, &att).unwrap();
-        let mut meta = RpcMeta {
+        let meta = RpcMeta {
             response: Some(RpcResponseMeta {
                 error_code,
                 error_text: error_text.clone(),
@@ -564,12 +576,7 @@ proptest! {
             correlation_id: Some(cid),
             ..RpcMeta::default()
         };
-        frame::set_attachment_size(&mut meta, &att).unwrap();
-        let mut theirs = IOBuf::new();
-        write_frame(&mut theirs, &meta, &body, &att).unwrap();
-        prop_assert_eq!(ours.to_vec(), theirs.to_vec());
-        let parsed = parse_frame(&mut ours, MAX).unwrap();
-        prop_assert_eq!(parsed.meta, meta);
+        encodes_like_prost(ours, meta, &body, &att)?;
     }
 
     /// Garbage never panics, and input that does not start like "PRPC" is never a message.
