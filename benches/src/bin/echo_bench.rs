@@ -107,7 +107,8 @@ struct Args {
     #[arg(long)]
     stall_buckets: bool,
     /// Also print, for Spindle, what its fiber runtime did per call: fibers spawned, switches
-    /// into fibers, steals between workers, worker parks.
+    /// into fibers, steals between workers, worker parks, and the socket events seen by workers
+    /// and by the event dispatchers' own threads.
     #[arg(long)]
     runtime_stats: bool,
     /// Systems to run, comma separated: spindle, tonic, raw (default: all).
@@ -274,11 +275,14 @@ fn main() {
                 let r = &o.runtime;
                 println!(
                     "|   | spindle runtime per call: {:.2} fibers spawned, {:.2} switches, {:.3} \
-                     steals, {:.3} parks | | | | | | | | |",
+                     steals, {:.3} parks, {:.3} socket events seen by workers, {:.3} by \
+                     dispatcher threads | | | | | | | | |",
                     r.created as f64 / calls,
                     r.switches as f64 / calls,
                     r.steals as f64 / calls,
-                    r.parks as f64 / calls
+                    r.parks as f64 / calls,
+                    r.worker_events as f64 / calls,
+                    r.thread_events as f64 / calls
                 );
             }
             if let Some(n) = &o.note {

@@ -9,6 +9,7 @@
 //! reported (`stuck` lanes) instead of hanging the benchmark.
 
 use hdrhistogram::Histogram;
+use spindle_rpc::event_dispatcher::{self, DispatcherStats};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -237,15 +238,28 @@ pub struct RuntimeCounts {
     pub steals: u64,
     /// Times a worker went to sleep for lack of work.
     pub parks: u64,
+    /// Socket events the event dispatchers handed to readers on the worker that saw them.
+    pub worker_events: u64,
+    /// Socket events the dispatchers' own threads saw and handed to workers' remote queues.
+    pub thread_events: u64,
 }
 
 impl RuntimeCounts {
-    fn between(a: &spindle_runtime::Stats, b: &spindle_runtime::Stats) -> RuntimeCounts {
+    fn now() -> (spindle_runtime::Stats, DispatcherStats) {
+        (spindle_runtime::stats(), event_dispatcher::stats())
+    }
+
+    fn between(
+        (a, da): &(spindle_runtime::Stats, DispatcherStats),
+        (b, db): &(spindle_runtime::Stats, DispatcherStats),
+    ) -> RuntimeCounts {
         RuntimeCounts {
             created: b.fibers_created.saturating_sub(a.fibers_created),
             switches: b.context_switches.saturating_sub(a.context_switches),
             steals: b.steals.saturating_sub(a.steals),
             parks: b.parks.saturating_sub(a.parks),
+            worker_events: db.worker_events.saturating_sub(da.worker_events),
+            thread_events: db.thread_events.saturating_sub(da.thread_events),
         }
     }
 
@@ -254,6 +268,8 @@ impl RuntimeCounts {
         self.switches += o.switches;
         self.steals += o.steals;
         self.parks += o.parks;
+        self.worker_events += o.worker_events;
+        self.thread_events += o.thread_events;
     }
 }
 
@@ -263,11 +279,11 @@ pub fn run_phases(run: &Run, lanes: usize, timing: Timing) -> Outcome {
     run.phase.store(MEASURE, Ordering::Release);
     let start = Instant::now();
     let cpu_start = spindle_benches::process_cpu_time();
-    let runtime_start = spindle_runtime::stats();
+    let runtime_start = RuntimeCounts::now();
     std::thread::sleep(timing.measure);
     run.phase.store(STOP, Ordering::Release);
     let cpu = spindle_benches::process_cpu_time().saturating_sub(cpu_start);
-    let runtime = RuntimeCounts::between(&runtime_start, &spindle_runtime::stats());
+    let runtime = RuntimeCounts::between(&runtime_start, &RuntimeCounts::now());
     let elapsed = start.elapsed();
     let deadline = Instant::now() + timing.grace;
     while run.lanes_done() < lanes && Instant::now() < deadline {
