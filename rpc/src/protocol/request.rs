@@ -14,10 +14,23 @@ pub trait MessageBody {
     fn encode_body(&self, out: &mut IOBuf);
 }
 
+/// Bodies up to this size are encoded on the stack and appended with one copy.
+const SMALL_BODY_ENCODE: usize = 256;
+
 impl<M: prost::Message> MessageBody for M {
     fn encode_body(&self, out: &mut IOBuf) {
-        // An IOBuf grows block by block, so encoding cannot run out of space.
-        self.encode_raw(out);
+        // Encoding straight into an IOBuf appends every varint and tag on its own; a small
+        // body is written to the stack first and appended in one piece.
+        let len = self.encoded_len();
+        if len <= SMALL_BODY_ENCODE {
+            let mut stack = [0u8; SMALL_BODY_ENCODE];
+            let mut w: &mut [u8] = &mut stack[..len];
+            self.encode_raw(&mut w);
+            out.append(&stack[..len]);
+        } else {
+            // An IOBuf grows block by block, so encoding cannot run out of space.
+            self.encode_raw(out);
+        }
     }
 }
 
