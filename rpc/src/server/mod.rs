@@ -39,6 +39,7 @@ use crate::protocol::{Authenticator, InputMessage, Protocol, RequestSink, Server
 use crate::service::{CallContext, Service, ServiceDone};
 use crate::socket::{self, sockaddr, Socket, SocketId};
 use done::ServerResponder;
+use rustc_hash::FxHashMap;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
 use std::collections::HashMap;
@@ -122,8 +123,9 @@ pub(crate) struct ServerInner {
     /// This server itself (for the `Arc` a request's done handle keeps).
     me: Weak<ServerInner>,
     options: ServerOptions,
-    /// Services by full name.
-    services: RwLock<HashMap<String, Arc<ServiceEntry>>>,
+    /// Services by full name (looked up per request: a multiplicative hash, not SipHash; the
+    /// names are the server's own, fixed before it starts).
+    services: RwLock<FxHashMap<String, Arc<ServiceEntry>>>,
     /// `READY`, `RUNNING`, `STOPPING`, `STOPPED`.
     state: AtomicU8,
     /// Requests counted and not yet answered (module doc).
@@ -169,7 +171,7 @@ impl Server {
             inner: Arc::new_cyclic(|me| ServerInner {
                 me: me.clone(),
                 options,
-                services: RwLock::new(HashMap::new()),
+                services: RwLock::new(FxHashMap::default()),
                 state: AtomicU8::new(READY),
                 inflight: AtomicUsize::new(0),
                 concurrency: AtomicUsize::new(0),
