@@ -549,7 +549,9 @@ impl IOBuf {
                 if popped.len() == REVERSE_RELEASE {
                     release_reversed(&mut popped);
                 }
-                popped.extend(self.refs.pop_front());
+                if let Some(r) = self.refs.pop_front() {
+                    popped.push(r);
+                }
             } else {
                 front.offset += left as u32;
                 front.len -= left as u32;
@@ -710,7 +712,9 @@ const REVERSE_RELEASE: usize = 32;
 fn release_reversed(refs: &mut SmallVec<[BlockRef; REVERSE_RELEASE]>) {
     let mut free: SmallVec<[Block; REVERSE_RELEASE]> = SmallVec::new();
     while let Some(r) = refs.pop() {
-        free.extend(r.block.into_free());
+        if let Some(b) = r.block.into_free() {
+            free.push(b);
+        }
     }
     if !free.is_empty() {
         block_cache::recycle_many(free);
