@@ -74,6 +74,10 @@ impl ServerResponder {
 impl Responder for ServerResponder {
     fn respond(mut self: Box<Self>, ctx: CallContext, result: Result<IOBuf, RpcError>) {
         let result = result.and_then(|plain| {
+            if ctx.response_compress_type == compress::CompressType::None {
+                // Nothing to do: the body moves on as it is.
+                return Ok((plain, ctx.response_attachment, ctx.response_compress_type));
+            }
             let mut body = IOBuf::new();
             compress::compress_iobuf(ctx.response_compress_type, &plain, &mut body).map_err(
                 |e| {
