@@ -322,6 +322,12 @@ impl ClientCall {
         }
     }
 
+    /// When the recording started (`None` when nothing is recorded): the caller can reuse it
+    /// instead of reading the clock again.
+    pub fn started_at(&self) -> Option<Instant> {
+        self.inner.as_ref().map(|(_, t)| *t)
+    }
+
     /// Ends the call: a success records its latency, a failure an error.
     pub fn finish(mut self, ok: bool) {
         if let Some((s, t)) = self.inner.take() {

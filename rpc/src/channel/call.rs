@@ -51,8 +51,10 @@ pub type CallResult = Result<ResponseBody, RpcError>;
 
 /// What a call does with its outcome.
 pub(crate) enum Done {
-    /// A synchronous caller parks on it: setting it only wakes that caller.
-    Sync(Arc<SyncWaiter>),
+    /// A synchronous caller parks on the plan's [`SyncWaiter`]: setting it only wakes that
+    /// caller. (The waiter lives in the plan, which the call shares anyway: no allocation of
+    /// its own.)
+    Sync(Arc<CallPlan>),
     /// The user's completion callback: user code, it may block.
     Callback(Box<dyn FnOnce(CallResult) + Send>),
 }
@@ -60,7 +62,7 @@ pub(crate) enum Done {
 impl Done {
     fn run(self, result: CallResult) {
         match self {
-            Done::Sync(w) => w.set(result),
+            Done::Sync(plan) => plan.waiter.set(result),
             Done::Callback(f) => f(result),
         }
     }
@@ -102,6 +104,8 @@ pub(crate) struct CallPlan {
     pub(crate) deadline: Option<Instant>,
     /// Most retries after connection errors.
     pub(crate) max_retry: u32,
+    /// Where a synchronous caller waits for the outcome (unused by asynchronous calls).
+    pub(crate) waiter: SyncWaiter,
 }
 
 impl CallPlan {
@@ -234,7 +238,7 @@ impl CallId {
 /// (a cancelled handle ends it with `ECANCELED` before anything is sent) and sends the first
 /// attempt (on the caller: it may park while connecting). `done` runs exactly once.
 pub(crate) fn start(
-    plan: CallPlan,
+    plan: Arc<CallPlan>,
     backup_ms: Option<i64>,
     done: Done,
     cancel: Option<&super::CancelHandle>,
@@ -243,7 +247,6 @@ pub(crate) fn start(
     // Only an asynchronous call's handle can be joined.
     let finished = matches!(done, Done::Callback(_)).then(|| Arc::new(Finished::default()));
     let deadline = plan.deadline;
-    let plan = Arc::new(plan);
     let id = FiberId::create_with_on_error(
         CallData {
             done: Some(done),

@@ -238,9 +238,11 @@ impl Channel {
         ctx.timeout_ms.unwrap_or(self.inner.options.timeout_ms)
     }
 
-    /// The call's deadline (`None` for a timeout `<= 0`).
-    fn deadline(timeout_ms: i64) -> Option<Instant> {
-        (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64))
+    /// The call's deadline (`None` for a timeout `<= 0`), counted from `now` if the caller
+    /// already read the clock.
+    fn deadline(timeout_ms: i64, now: Option<Instant>) -> Option<Instant> {
+        (timeout_ms > 0)
+            .then(|| now.unwrap_or_else(Instant::now) + Duration::from_millis(timeout_ms as u64))
     }
 
     /// The connection type in use (the one asked for, or the protocol's preferred one).
@@ -318,15 +320,17 @@ impl Channel {
         }
     }
 
-    /// The call plan of `method` with `ctx`: the request serialized once.
+    /// The call plan of `method` with `ctx`: the request serialized once; the deadline counts
+    /// from `now` (the call's start) when given.
     fn plan(
         &self,
         method: &MethodDescriptor,
         ctx: &CallContext,
         request: &dyn MessageBody,
+        now: Option<Instant>,
     ) -> Result<CallPlan, RpcError> {
         let timeout_ms = self.timeout_ms(ctx);
-        let deadline = Self::deadline(timeout_ms);
+        let deadline = Self::deadline(timeout_ms, now);
         let call = CallInfo {
             service: method.service,
             method: method.name,
@@ -351,6 +355,7 @@ impl Channel {
             body,
             deadline,
             max_retry: self.inner.options.max_retry,
+            waiter: SyncWaiter::default(),
         })
     }
 
@@ -365,16 +370,18 @@ impl Channel {
         request: &dyn MessageBody,
     ) -> CallResult {
         let recording = ClientCall::start(method.service, method.name);
-        let r = self.plan(method, ctx, request).and_then(|plan| {
-            let waiter = Arc::new(SyncWaiter::default());
-            call::start(
-                plan,
-                self.inner.options.backup_request_ms,
-                call::Done::Sync(waiter.clone()),
-                ctx.cancel.as_ref(),
-            );
-            waiter.wait()
-        });
+        let r = self
+            .plan(method, ctx, request, recording.started_at())
+            .and_then(|plan| {
+                let plan = Arc::new(plan);
+                call::start(
+                    plan.clone(),
+                    self.inner.options.backup_request_ms,
+                    call::Done::Sync(plan.clone()),
+                    ctx.cancel.as_ref(),
+                );
+                plan.waiter.wait()
+            });
         recording.finish(r.is_ok());
         r
     }
@@ -391,10 +398,12 @@ impl Channel {
         request: &dyn MessageBody,
         done: impl FnOnce(CallResult) + Send + 'static,
     ) -> CallId {
-        let done = ClientCall::start(method.service, method.name).wrap(done);
-        match self.plan(method, ctx, request) {
+        let recording = ClientCall::start(method.service, method.name);
+        let now = recording.started_at();
+        let done = recording.wrap(done);
+        match self.plan(method, ctx, request, now) {
             Ok(plan) => call::start(
-                plan,
+                Arc::new(plan),
                 self.inner.options.backup_request_ms,
                 call::Done::Callback(Box::new(done)),
                 ctx.cancel.as_ref(),
