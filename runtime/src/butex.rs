@@ -81,6 +81,7 @@ mod real {
                     head: ptr::null(),
                     tail: ptr::null(),
                 }),
+                queued: AtomicU32::new(0),
                 order: OrderTag,
             }
         }
@@ -130,6 +131,7 @@ mod modelled {
                     head: ptr::null(),
                     tail: ptr::null(),
                 }),
+                queued: AtomicU32::new(0),
                 order: OrderTag(NEXT_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
             }
         }
@@ -160,6 +162,25 @@ mod loom_tests {
                 b2.wake_one();
             });
             while b.value().load(Ordering::SeqCst) == 0 {
+                let _ = b.wait(0, None);
+            }
+            waker.join().unwrap();
+        });
+    }
+
+    /// A waker that finds no waiter registered skips the lock; a waiter registering at the same
+    /// time must still see the new word, even when the waker stored it `Relaxed` (the waker's
+    /// read-modify-write of `queued` is what orders the store before the waiter's check).
+    #[test]
+    fn loom_butex_wake_skipping_the_lock_loses_no_waiter() {
+        loom::model(|| {
+            let b = Arc::new(Butex::new(0));
+            let b2 = b.clone();
+            let waker = thread::spawn(move || {
+                b2.value().store(1, Ordering::Relaxed);
+                b2.wake_all();
+            });
+            while b.value().load(Ordering::Relaxed) == 0 {
                 let _ = b.wait(0, None);
             }
             waker.join().unwrap();

@@ -7,6 +7,14 @@
 pub struct Butex {
     value: AtomicU32,
     waiters: Mutex<WaitList>,
+    /// Waiters in `waiters`, plus any waiter between its registration and its check of the
+    /// word (both under the lock). Changed only under the lock, with read-modify-writes, so a
+    /// waker's own read-modify-write of it (after it changed the word) either sees a waiter
+    /// coming or is seen by it: a waiter whose increment comes later in the counter's order
+    /// acquires the waker's release, and its check of the word then sees the new value. A
+    /// waker that reads 0 has nobody to wake and skips the lock (the usual case: most wakes,
+    /// like a fiber's completion or a call id's destruction, find no waiter).
+    queued: AtomicU32,
     /// What orders the locking of two butexes in `requeue` (see `order_key`).
     order: OrderTag,
 }
@@ -200,6 +208,7 @@ unsafe fn erase_from_butex(w: *const Waiter, outcome: u8) -> Option<Wakeup> {
             continue; // requeued meanwhile: chase it
         }
         list.remove(w);
+        (*b).queued.fetch_sub(1, Ordering::Relaxed);
         return Waiter::take_wakeup(w, outcome);
     }
 }
@@ -223,7 +232,10 @@ unsafe fn park_on_butex(
     let req = &*(data as *const ParkRequest);
     let (b, w, expected, deadline) = (req.butex, req.waiter, req.expected, req.deadline);
     let mut list = (*b).lock();
+    // Registered before the check of the word (see `queued`).
+    (*b).queued.fetch_add(1, Ordering::AcqRel);
     if (*b).value.load(Ordering::SeqCst) != expected {
+        (*b).queued.fetch_sub(1, Ordering::Relaxed);
         (*w).outcome.set(OUTCOME_WOULD_BLOCK);
         return Some(task);
     }
@@ -306,7 +318,10 @@ impl Butex {
         let w = Waiter::new(WaiterKind::Thread(ThreadParker::new()));
         {
             let mut list = self.lock();
+            // Registered before the check of the word (see `queued`).
+            self.queued.fetch_add(1, Ordering::AcqRel);
             if self.value.load(Ordering::SeqCst) != expected {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
                 return Err(WaitError::WouldBlock);
             }
             w.container
@@ -339,6 +354,11 @@ impl Butex {
     /// Wakes at most `n` waiters, FIFO. Returns how many were woken.
     pub fn wake(&self, n: usize) -> usize {
         const CHUNK: usize = 16;
+        // A read-modify-write, not a load: it must be ordered after this waker's change of the
+        // word against a waiter's registration (see `queued`).
+        if self.queued.fetch_add(0, Ordering::AcqRel) == 0 {
+            return 0;
+        }
         let mut woken = 0;
         while woken < n {
             // Taken under the lock, woken after it. Inline and filled only as far as used: the
@@ -351,14 +371,18 @@ impl Butex {
                     // SAFETY: lock held; a removed node is marked and its wakeup taken at once.
                     match unsafe { list.pop_front() } {
                         Some(w) => {
-                            batch.extend(unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) });
+                            if let Some(wk) = unsafe { Waiter::take_wakeup(w, OUTCOME_WOKEN) } {
+                                batch.push(wk);
+                            }
                             k += 1;
                         }
                         None => break,
                     }
                 }
+                self.queued.fetch_sub(k as u32, Ordering::Relaxed);
             }
-            for wk in batch {
+            // Drained in place: moving the batch into an iterator would copy all its slots.
+            for wk in batch.drain(..) {
                 wk.wake();
             }
             woken += k;
@@ -393,14 +417,19 @@ impl Butex {
             }
             // SAFETY: both locks held; every node moved gets its container updated under them.
             unsafe {
-                first = mine
-                    .pop_front()
-                    .and_then(|w| Waiter::take_wakeup(w, OUTCOME_WOKEN));
+                let head = mine.pop_front();
+                first = head.and_then(|w| Waiter::take_wakeup(w, OUTCOME_WOKEN));
+                let mut moved = 0;
                 while let Some(w) = mine.pop_front() {
                     (*w).container
                         .store(to as *const Butex as *mut Butex, Ordering::Release);
                     theirs.push_back(w);
+                    moved += 1;
                 }
+                // Both counts change under both locks, like the lists.
+                let popped = moved + u32::from(head.is_some());
+                self.queued.fetch_sub(popped, Ordering::Relaxed);
+                to.queued.fetch_add(moved, Ordering::AcqRel);
             }
         }
         match first {
