@@ -114,7 +114,7 @@ pub fn check_header(source: &IOBuf, max_body_size: usize) -> ParseResult<FrameSi
 const SMALL_META_DECODE: usize = 128;
 
 /// Decodes the meta of the frame at the front of `source`, which [`check_header`] measured as
-/// `sizes`, into `frame` (merged into `frame.meta`, which should be the default), and cuts the
+/// `sizes`, into `frame` (`frame.meta` must be the default: see `meta_decode`), and cuts the
 /// payload and attachment into `frame` by reference. Consumes the frame only on `Ok`.
 ///
 /// Decoding in place lets a caller put the frame where it will stay (in the box of a parsed
@@ -129,7 +129,7 @@ pub fn cut_frame(source: &mut IOBuf, sizes: FrameSizes, frame: &mut Frame) -> Pa
         let bytes = source
             .fetch_at(HEADER_LEN, &mut aux[..meta_size])
             .expect("the whole body is present");
-        frame.meta.merge(bytes)
+        super::meta_decode::decode(bytes, &mut frame.meta)
     } else {
         let mut cursor = source.cursor();
         cursor.advance(HEADER_LEN);

@@ -19,6 +19,7 @@
 //! version reads the same way. Checksums are not verified yet.
 
 pub mod frame;
+mod meta_decode;
 
 use crate::compress::{self, CompressType};
 use crate::errors::{ErrorCode, RpcError};
