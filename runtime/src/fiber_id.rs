@@ -562,11 +562,17 @@ impl<D: 'static> FiberIdGuard<D> {
     /// `lock`/`error` fail with `Stale`, lockers waiting now wake with `Stale`, joiners return),
     /// pending errors are dropped, and the slot is recycled with new versions.
     pub fn unlock_and_destroy(self) -> D {
+        *self.unlock_and_destroy_boxed()
+    }
+
+    /// [`FiberIdGuard::unlock_and_destroy`], returning the data in the box it was kept in: a
+    /// large `D` is not copied out of it.
+    pub fn unlock_and_destroy_boxed(self) -> Box<D> {
         let this = ManuallyDrop::new(self);
         let slot = this.slot;
         // SAFETY: we hold the lock, so we alone access `data` (invariant 2).
         let boxed = unsafe { (*slot.data.get()).take() }.expect("live id has data");
-        let data = *boxed
+        let data = boxed
             .downcast::<D>()
             .unwrap_or_else(|_| unreachable!("type checked at lock"));
         let mut m = slot.meta.lock();
@@ -726,6 +732,19 @@ mod tests {
         );
         FiberId::<u8>::from_raw(u64::MAX).join();
         let _ = id.lock().unwrap().unlock_and_destroy();
+    }
+
+    /// The boxed form hands back the very data (no copy needed) and destroys the id like the
+    /// plain one: every version of its range is stale.
+    #[test]
+    fn destroy_boxed_returns_the_data_and_makes_every_version_stale() {
+        let id = FiberId::create_ranged([7u64; 32], 3);
+        let data = id.offset(1).lock().unwrap().unlock_and_destroy_boxed();
+        assert_eq!(*data, [7u64; 32]);
+        for k in 0..3 {
+            assert!(!id.offset(k).is_valid());
+            assert!(matches!(id.offset(k).lock(), Err(FiberIdError::Stale)));
+        }
     }
 
     #[test]

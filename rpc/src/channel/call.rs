@@ -435,7 +435,8 @@ pub(crate) fn complete(
     on: CompletedOn,
 ) {
     let cancel_timer = on != CompletedOn::TimerThread;
-    let mut data = guard.unlock_and_destroy();
+    // Kept in its box: the call state is moved into the closure below as one pointer.
+    let mut data = guard.unlock_and_destroy_boxed();
     let attempts = std::mem::take(&mut data.attempts);
     for a in &attempts {
         if let Some((_, cc)) = &a.conn {
