@@ -140,6 +140,17 @@ pub fn decompress(
     }
 }
 
+/// `input` compressed with `ty`, in a new IOBuf; `None` hands `input` back as it is (no block
+/// is shared or copied).
+pub fn compress_owned(ty: CompressType, input: IOBuf) -> Result<IOBuf, CompressError> {
+    if ty == CompressType::None {
+        return Ok(input);
+    }
+    let mut out = IOBuf::new();
+    compress_iobuf(ty, &input, &mut out)?;
+    Ok(out)
+}
+
 /// Appends `input` compressed with `ty` to `out` (`None` shares `input`'s blocks).
 pub fn compress_iobuf(
     ty: CompressType,

@@ -74,13 +74,8 @@ impl ServerResponder {
 impl Responder for ServerResponder {
     fn respond(mut self: Box<Self>, ctx: CallContext, result: Result<IOBuf, RpcError>) {
         let result = result.and_then(|plain| {
-            if ctx.response_compress_type == compress::CompressType::None {
-                // Nothing to do: the body moves on as it is.
-                return Ok((plain, ctx.response_attachment, ctx.response_compress_type));
-            }
-            let mut body = IOBuf::new();
-            compress::compress_iobuf(ctx.response_compress_type, &plain, &mut body).map_err(
-                |e| {
+            let body =
+                compress::compress_owned(ctx.response_compress_type, plain).map_err(|e| {
                     let d = self.entry.service.descriptor();
                     RpcError::new(
                         ErrorCode::Internal,
@@ -89,8 +84,7 @@ impl Responder for ServerResponder {
                             d.full_name, d.methods[self.method].name
                         ),
                     )
-                },
-            )?;
+                })?;
             Ok((body, ctx.response_attachment, ctx.response_compress_type))
         });
         self.release_slots();
