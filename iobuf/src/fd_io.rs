@@ -38,14 +38,23 @@ thread_local! {
     };
 }
 
+/// Extends `last` by `len` bytes when `base` starts where it ends (adjacent blocks).
+#[inline]
+fn extend_adjacent(last: &mut libc::iovec, base: *mut u8, len: usize) -> bool {
+    if (last.iov_base as usize).wrapping_add(last.iov_len) == base as usize {
+        last.iov_len += len;
+        return true;
+    }
+    false
+}
+
 /// Appends `s` to the first `*n` iovecs of `iov`, extending the last one when `s` starts where
 /// it ends (adjacent blocks). Returns `false`, changing nothing, when a new iovec is needed and
 /// `iov` is full.
 #[inline]
 pub(crate) fn push_iov(iov: &mut [libc::iovec], n: &mut usize, base: *mut u8, len: usize) -> bool {
     if let Some(last) = n.checked_sub(1).map(|i| &mut iov[i]) {
-        if (last.iov_base as usize).wrapping_add(last.iov_len) == base as usize {
-            last.iov_len += len;
+        if extend_adjacent(last, base, len) {
             return true;
         }
     }
@@ -60,6 +69,24 @@ pub(crate) fn push_iov(iov: &mut [libc::iovec], n: &mut usize, base: *mut u8, le
         }
         None => false,
     }
+}
+
+/// [`push_iov`] onto a vector that grows up to [`IOV_MAX`] iovecs (only what is used is
+/// written: no array of `IOV_MAX` is cleared per call).
+fn push_iov_vec(iov: &mut Vec<libc::iovec>, base: *mut u8, len: usize) -> bool {
+    if let Some(last) = iov.last_mut() {
+        if extend_adjacent(last, base, len) {
+            return true;
+        }
+    }
+    if iov.len() == IOV_MAX {
+        return false;
+    }
+    iov.push(libc::iovec {
+        iov_base: base.cast(),
+        iov_len: len,
+    });
+    true
 }
 
 /// `writev` over `iov`, retrying on `EINTR`.
@@ -110,15 +137,14 @@ fn write_long<'a>(
         .and_then(Result::ok)
         .unwrap_or_default();
     v.clear();
+    v.reserve(IOV_MAX);
     v.extend_from_slice(head);
-    v.resize(IOV_MAX, EMPTY_IOV);
-    let mut n = head.len();
     for s in std::iter::once(next).chain(rest) {
-        if !push_iov(&mut v, &mut n, s.as_ptr().cast_mut(), s.len()) {
+        if !push_iov_vec(&mut v, s.as_ptr().cast_mut(), s.len()) {
             break;
         }
     }
-    let result = writev_retry(fd, &v[..n]);
+    let result = writev_retry(fd, &v);
     // No stale pointers into pieces stay behind.
     v.clear();
     let _ = LONG_IOVS.try_with(|c| {
@@ -174,5 +200,26 @@ mod tests {
         assert_eq!((n, iov[1].iov_len), (2, 8));
         assert!(!push_iov(&mut iov, &mut n, base, 1), "full: refused");
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn the_long_vector_stops_at_iov_max_but_still_merges() {
+        let mut mem = vec![0u8; 2 * IOV_MAX + 2];
+        let base = mem.as_mut_ptr();
+        let mut v = Vec::new();
+        for i in 0..IOV_MAX {
+            // Every other byte: never adjacent to the previous piece.
+            assert!(push_iov_vec(&mut v, base.wrapping_add(2 * i), 1));
+        }
+        assert_eq!(v.len(), IOV_MAX);
+        assert!(
+            !push_iov_vec(&mut v, base.wrapping_add(2 * IOV_MAX + 1), 1),
+            "full: refused"
+        );
+        assert!(
+            push_iov_vec(&mut v, base.wrapping_add(2 * IOV_MAX - 1), 1),
+            "adjacent to the last: merged even when full"
+        );
+        assert_eq!((v.len(), v[IOV_MAX - 1].iov_len), (IOV_MAX, 2));
     }
 }
