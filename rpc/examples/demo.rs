@@ -67,7 +67,7 @@ fn main() {
         cfg.attachment_size,
         SECONDS.get()
     );
-    let summary = load::run(&channel, &cfg);
+    let summary = load::run(std::slice::from_ref(&channel), &cfg);
     let stopping = Instant::now();
     server.stop();
     server.join();

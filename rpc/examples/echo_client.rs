@@ -2,7 +2,9 @@
 //! (one `EchoService.Echo` request every `--interval_ms`, printing each answer and its latency);
 //! with `--thread_num=N`, `example/multi_threaded_echo_c++/client.cpp` (N fibers — or threads
 //! with `--use_fiber=false` — sending back to back for `--duration_s`, printing the QPS and the
-//! p50/p99/p999 latency every second and a summary at the end).
+//! p50/p99/p999 latency every second and a summary at the end). `--channel_num=C` spreads the
+//! clients over C channels, so `--thread_num=64 --channel_num=16` is 16 connections with 4
+//! calls in flight each.
 //!
 //! ```sh
 //! cargo run --release -p spindle-rpc --example echo_client -- --server=127.0.0.1:8000 --count=10
@@ -37,6 +39,10 @@ define_flag!(static THREAD_NUM: usize = 0,
              "load mode: number of clients sending back to back; 0 = one request per --interval_ms");
 define_flag!(static USE_FIBER: bool = true, "load mode: clients are fibers (else OS threads)");
 define_flag!(static DURATION_S: u64 = 10, "load mode: seconds to run; 0 = until killed");
+define_flag!(static CHANNEL_NUM: usize = 1,
+             "load mode: channels to spread the clients over in turn (with --connection_type=single, \
+              a connection each)",
+             validator = |v| if *v == 0 { Err("must be positive".into()) } else { Ok(()) });
 
 fn main() {
     if let Err(e) = spindle_runtime::flags::init(std::env::args()) {
@@ -56,13 +62,14 @@ fn main() {
         backup_request_ms: (backup >= 0).then_some(backup),
         ..ChannelOptions::default()
     };
-    let channel = match Channel::new(&SERVER.get(), options) {
+    let new_channel = || match Channel::new(&SERVER.get(), options.clone()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cannot create the channel: {e}");
             std::process::exit(1);
         }
     };
+    let channel = new_channel();
     if THREAD_NUM.get() > 0 {
         let cfg = load::LoadConfig {
             clients: THREAD_NUM.get(),
@@ -72,15 +79,18 @@ fn main() {
             duration: (DURATION_S.get() > 0).then(|| Duration::from_secs(DURATION_S.get())),
         };
         println!(
-            "{} {} sending to {} ({} connection, request {} B, attachment {} B)",
+            "{} {} sending to {} over {} channel(s) ({} connection, request {} B, attachment {} B)",
             cfg.clients,
             if cfg.use_fiber { "fibers" } else { "threads" },
             SERVER.get(),
+            CHANNEL_NUM.get(),
             CONNECTION_TYPE.get(),
             cfg.request_size,
             cfg.attachment_size
         );
-        let summary = load::run(&channel, &cfg);
+        let mut channels = vec![channel];
+        channels.extend((1..CHANNEL_NUM.get()).map(|_| new_channel()));
+        let summary = load::run(&channels, &cfg);
         println!("summary: {}", summary.line());
         return;
     }

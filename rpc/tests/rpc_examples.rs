@@ -21,18 +21,23 @@ fn load_generator_gets_answers() {
         (ConnectionType::Pooled, false),
         (ConnectionType::Short, true),
     ] {
-        let channel = Channel::new(
-            &addr,
-            ChannelOptions {
-                connection_type: Some(ty),
-                timeout_ms: 10_000,
-                connect_timeout_ms: 2_000,
-                ..ChannelOptions::default()
-            },
-        )
-        .unwrap();
+        // Two channels (`echo_client --channel_num=2`): the clients alternate between them.
+        let channels: Vec<Channel> = (0..2)
+            .map(|_| {
+                Channel::new(
+                    &addr,
+                    ChannelOptions {
+                        connection_type: Some(ty),
+                        timeout_ms: 10_000,
+                        connect_timeout_ms: 2_000,
+                        ..ChannelOptions::default()
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
         let summary = load::run(
-            &channel,
+            &channels,
             &load::LoadConfig {
                 clients: 4,
                 use_fiber,

@@ -112,8 +112,9 @@ pub fn client(
     }
 }
 
-/// Runs the load on `channel`, printing one line a second; returns the summary.
-pub fn run(channel: &Channel, cfg: &LoadConfig) -> Summary {
+/// Runs the load on `channels` (the clients spread over them in turn), printing one line a
+/// second; returns the summary.
+pub fn run(channels: &[Channel], cfg: &LoadConfig) -> Summary {
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let message = "x".repeat(cfg.request_size);
@@ -121,10 +122,10 @@ pub fn run(channel: &Channel, cfg: &LoadConfig) -> Summary {
     let mut hists = Vec::new();
     let mut fibers = Vec::new();
     let mut threads = Vec::new();
-    for _ in 0..cfg.clients.max(1) {
+    for i in 0..cfg.clients.max(1) {
         let hist = Arc::new(Mutex::new(new_histogram()));
         hists.push(hist.clone());
-        let stub = EchoServiceStub::new(channel.clone());
+        let stub = EchoServiceStub::new(channels[i % channels.len()].clone());
         let (message, attachment) = (message.clone(), attachment.clone());
         let (errors, stop) = (errors.clone(), stop.clone());
         let body = move || client(stub, message, attachment, hist, errors, stop);
