@@ -6,7 +6,10 @@
 //!
 //! `id = slot index << 32 | version`. Slots live in a global pool of fixed chunks that are never
 //! freed (so a slot address is valid forever and any 64-bit value can be checked safely); a
-//! slot is recycled for a new id with fresh versions. Each slot has
+//! slot is recycled for a new id with fresh versions. Free slots wait in the freeing thread's
+//! cache (up to 64, reused last-freed-first while the slot is still in that core's cache) and
+//! move to and from the shared free list in batches of 32, as brpc's `ResourcePool` does;
+//! a thread's cache goes back to the shared list when the thread exits. Each slot has
 //! - `meta` (a short internal mutex, never held across a wait or user code): the valid version
 //!   range `[first_ver, first_ver + range)`, `locked`, the number of lock waiters, the queue of
 //!   pending error codes, the type-erased on-error handler and the data's `TypeId`;
@@ -211,7 +214,7 @@ impl Slot {
 
 /// Allocation bookkeeping of the pool.
 struct Alloc {
-    /// Freed slot indices, reused LIFO (warm caches).
+    /// Freed slot indices beyond the threads' caches, reused LIFO (warm caches).
     free: Vec<u32>,
     /// Slots handed out so far (the next never-used index).
     used: u32,
@@ -247,13 +250,32 @@ impl Pool {
         Some(unsafe { &*p.add(index as usize & (CHUNK_SLOTS - 1)) })
     }
 
-    /// Takes a free slot index, growing the pool if needed.
+    /// Takes a free slot index: from this thread's cache, else a batch from the shared free
+    /// list, else a never-used slot (growing the pool).
     ///
     /// # Panics
     /// If all `MAX_CHUNKS * CHUNK_SLOTS` ids are alive at once.
     fn take(&self) -> u32 {
+        // One access to the thread-local, no switch inside it (the caller may be a fiber).
+        let cached = LOCAL_FREE
+            .try_with(|c| c.try_borrow_mut().ok().and_then(|mut v| v.0.pop()))
+            .ok()
+            .flatten();
+        if let Some(i) = cached {
+            return i;
+        }
         let mut a = self.alloc.lock();
         if let Some(i) = a.free.pop() {
+            // Refill this thread's cache with a batch, so the next takes skip the lock.
+            let n = a.free.len().min(LOCAL_FREE_BATCH);
+            if n > 0 {
+                let at = a.free.len() - n;
+                let _ = LOCAL_FREE.try_with(|c| {
+                    if let Ok(mut v) = c.try_borrow_mut() {
+                        v.0.extend(a.free.drain(at..));
+                    }
+                });
+            }
             return i;
         }
         let i = a.used;
@@ -272,10 +294,51 @@ impl Pool {
         i
     }
 
-    /// Returns a destroyed slot for reuse.
+    /// Returns a destroyed slot for reuse: to this thread's cache (reused LIFO, while its lines
+    /// are still in this core's cache); a full cache hands a batch to the shared list.
     fn give_back(&self, index: u32) {
-        self.alloc.lock().free.push(index);
+        let overflow = LOCAL_FREE
+            .try_with(|c| match c.try_borrow_mut() {
+                Ok(mut v) => {
+                    v.0.push(index);
+                    (v.0.len() > 2 * LOCAL_FREE_BATCH).then(|| {
+                        let at = v.0.len() - LOCAL_FREE_BATCH;
+                        v.0.split_off(at)
+                    })
+                }
+                Err(_) => Some(vec![index]),
+            })
+            .unwrap_or_else(|_| Some(vec![index]));
+        if let Some(batch) = overflow {
+            self.give_back_batch(&batch);
+        }
     }
+
+    /// Returns slots to the shared free list.
+    fn give_back_batch(&self, batch: &[u32]) {
+        self.alloc.lock().free.extend_from_slice(batch);
+    }
+}
+
+/// How many free slot indices a thread moves to or from the shared list at once; a thread
+/// caches at most twice as many.
+const LOCAL_FREE_BATCH: usize = 32;
+
+/// A thread's cache of free slot indices; what is left goes back to the shared list when the
+/// thread exits.
+struct LocalFree(Vec<u32>);
+
+impl Drop for LocalFree {
+    fn drop(&mut self) {
+        POOL.give_back_batch(&self.0);
+    }
+}
+
+thread_local! {
+    /// This thread's free slot indices (see [`Pool::take`]). Accessed once per take or give-back,
+    /// never across a context switch.
+    static LOCAL_FREE: std::cell::RefCell<LocalFree> =
+        const { std::cell::RefCell::new(LocalFree(Vec::new())) };
 }
 
 /// A versioned 64-bit id naming pooled state of type `D` with a lock, an error handler and a
@@ -700,6 +763,53 @@ mod tests {
         assert_eq!(id.lock().err(), Some(FiberIdError::Stale));
         assert_eq!(*again.lock().unwrap(), 2);
         let _ = again.lock().unwrap().unlock_and_destroy();
+    }
+
+    #[test]
+    fn a_thread_reuses_the_slot_it_freed_last() {
+        // A fresh thread: its cache holds only what it frees itself.
+        std::thread::spawn(|| {
+            let a = FiberId::create(1u32);
+            let b = FiberId::create(2u32);
+            let _ = b.lock().unwrap().unlock_and_destroy();
+            let _ = a.lock().unwrap().unlock_and_destroy();
+            let c = FiberId::create(3u32);
+            assert_eq!(
+                c.as_raw() >> 32,
+                a.as_raw() >> 32,
+                "LIFO: the last freed slot"
+            );
+            assert_ne!(c, a, "with a new version");
+            let d = FiberId::create(4u32);
+            assert_eq!(d.as_raw() >> 32, b.as_raw() >> 32);
+            let _ = c.lock().unwrap().unlock_and_destroy();
+            let _ = d.lock().unwrap().unlock_and_destroy();
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    // 5,000 ids on 50 threads take miri about ten minutes; the code under test is safe Rust.
+    #[cfg_attr(miri, ignore)]
+    fn slots_cached_by_a_thread_go_back_when_it_exits() {
+        // Each round, a thread holds 100 ids at once, frees them (its cache keeps up to 64) and
+        // exits. If the cache were lost at exit, every round would leave 33..=64 slots unusable
+        // and the pool would grow by at least 1,650 slots over 50 rounds.
+        let used_before = POOL.alloc.lock().used;
+        for _ in 0..50 {
+            std::thread::spawn(|| {
+                let ids: Vec<_> = (0..100u32).map(FiberId::create).collect();
+                for id in ids {
+                    let _ = id.lock().unwrap().unlock_and_destroy();
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        let grown = POOL.alloc.lock().used - used_before;
+        // Other tests of this binary may hold some ids meanwhile: allow for them.
+        assert!(grown < 800, "the pool grew by {grown} slots");
     }
 
     #[test]
