@@ -161,8 +161,14 @@ impl MethodStatus {
     /// Starts a call ended later by [`on_responded`](Self::on_responded): concurrency + 1;
     /// returns the start time.
     pub fn begin(&self) -> Instant {
-        self.concurrency.fetch_add(1, Ordering::Relaxed);
-        Instant::now()
+        self.begin_counted().0
+    }
+
+    /// [`begin`](Self::begin), also returning the concurrency including this call (what a
+    /// per-method limit is checked against: one shared counter per call, not two).
+    pub fn begin_counted(&self) -> (Instant, i64) {
+        let now = self.concurrency.fetch_add(1, Ordering::Relaxed) + 1;
+        (Instant::now(), now)
     }
 
     /// Calls in progress.

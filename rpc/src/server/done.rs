@@ -35,8 +35,9 @@ pub(crate) struct ServerResponder {
     pub(super) socket_id: SocketId,
     /// Echoed in the answer.
     pub(super) correlation_id: i64,
-    /// Whether the concurrency slots are still held.
-    pub(super) holds_slots: bool,
+    /// Whether the server-wide concurrency slot (counted only under a `max_concurrency`) is
+    /// still held. The method's slot is its statistics' concurrency, released by `record`.
+    pub(super) holds_server_slot: bool,
     /// When the method's statistics started counting this request (`/status`, `/vars`);
     /// taken when the outcome is recorded.
     pub(super) started: Option<std::time::Instant>,
@@ -60,12 +61,9 @@ impl ServerResponder {
         }
     }
 
-    /// Releases the server's and the method's concurrency slots (once).
+    /// Releases the server-wide concurrency slot (once).
     fn release_slots(&mut self) {
-        if std::mem::take(&mut self.holds_slots) {
-            self.entry.methods[self.method]
-                .current
-                .fetch_sub(1, Ordering::AcqRel);
+        if std::mem::take(&mut self.holds_server_slot) {
             self.server.concurrency.fetch_sub(1, Ordering::AcqRel);
         }
     }
@@ -87,6 +85,7 @@ impl Responder for ServerResponder {
                 })?;
             Ok((body, ctx.response_attachment, ctx.response_compress_type))
         });
+        // Both slots go before the answer is written (module doc).
         self.release_slots();
         self.record(result.is_ok());
         match self.reply.take() {

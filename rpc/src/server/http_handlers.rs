@@ -329,15 +329,6 @@ impl ServerInner {
     }
 }
 
-/// Releases one `inflight` unit when dropped.
-struct Counted<'a>(&'a ServerInner);
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.request_done();
-    }
-}
-
 /// A method's answer: body, attachment and compression, or the error.
 type MethodResult = Result<(IOBuf, IOBuf, CompressType), RpcError>;
 
@@ -352,18 +343,14 @@ struct Answer {
 
 /// The seam with the server's request path: the two things HTTP needs from it.
 impl ServerInner {
-    /// Counts one request in flight until the guard drops (`join` waits for it).
-    fn count_request(&self) -> Counted<'_> {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        Counted(self)
-    }
-
     /// Runs a protobuf method on a decoded request with the server's checks (state,
     /// `max_concurrency`, names) and waits (parking the fiber) for its answer: the response
     /// body, attachment and compression (the caller counted the request).
     fn call_method_now(&self, request: ServerRequest) -> MethodResult {
         let answer = Arc::new(Answer::default());
         let a = answer.clone();
+        // The responder's own unit: this fiber's (`dispatch`) covers the HTTP write.
+        let mut unit = Some(self.count_request());
         self.dispatch_with(
             request,
             Some(Box::new(move |r| {
@@ -371,6 +358,7 @@ impl ServerInner {
                 a.ready.value().store(1, Ordering::Release);
                 a.ready.wake_all();
             })),
+            &mut unit,
         )?;
         while answer.ready.value().load(Ordering::Acquire) == 0 {
             let _ = answer.ready.wait(0, None);

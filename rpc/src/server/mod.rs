@@ -42,10 +42,11 @@ use done::ServerResponder;
 use rustc_hash::FxHashMap;
 use spindle_iobuf::IOBuf;
 use spindle_runtime::butex::Butex;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Options of a [`Server`] (brpc's `ServerOptions`, the part implemented so far).
@@ -105,9 +106,8 @@ const STOPPED: u8 = 3;
 struct MethodEntry {
     /// Limit; 0 = unlimited.
     max: usize,
-    /// Requests of this method being processed.
-    current: AtomicUsize,
-    /// Latency, errors and concurrency (`/status`, `/vars`).
+    /// Latency, errors and concurrency (`/status`, `/vars`); its concurrency is also what
+    /// `max` is checked against.
     status: crate::builtin::MethodStatus,
 }
 
@@ -126,11 +126,15 @@ pub(crate) struct ServerInner {
     /// Services by full name (looked up per request: a multiplicative hash, not SipHash; the
     /// names are the server's own, fixed before it starts).
     services: RwLock<FxHashMap<String, Arc<ServiceEntry>>>,
+    /// `services` as it is once `start` succeeded (no service is added after that): looked
+    /// up per request without the lock, whose count is a cache line every worker would write.
+    serving: OnceLock<FxHashMap<String, Arc<ServiceEntry>>>,
     /// `READY`, `RUNNING`, `STOPPING`, `STOPPED`.
     state: AtomicU8,
     /// Requests counted and not yet answered (module doc).
     inflight: AtomicUsize,
-    /// Requests dispatched to a method and not yet answered (`max_concurrency`).
+    /// Requests dispatched to a method and not yet answered, counted only when
+    /// `max_concurrency` is set (the only reader).
     concurrency: AtomicUsize,
     /// Bumped when `inflight` drops to 0 while stopping; `join` waits on it.
     idle: Butex,
@@ -172,6 +176,7 @@ impl Server {
                 me: me.clone(),
                 options,
                 services: RwLock::new(FxHashMap::default()),
+                serving: OnceLock::new(),
                 state: AtomicU8::new(READY),
                 inflight: AtomicUsize::new(0),
                 concurrency: AtomicUsize::new(0),
@@ -210,7 +215,6 @@ impl Server {
                     .unwrap_or(0);
                 MethodEntry {
                     max,
-                    current: AtomicUsize::new(0),
                     status: crate::builtin::MethodStatus::new(max),
                 }
             })
@@ -285,6 +289,14 @@ impl Server {
             return Err(e);
         }
         idle::start(&self.inner);
+        // Requests that came before this see `serving` unset and read `services` locked.
+        let frozen = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = self.inner.serving.set(frozen);
         Ok(())
     }
 
@@ -402,6 +414,23 @@ mod quit {
     }
 }
 
+/// One unit of a server's `inflight` count, released (`request_done`) when dropped, unless
+/// handed over to a request's responder, which then releases it.
+pub(super) struct Counted<'a>(&'a ServerInner);
+
+impl Counted<'_> {
+    /// The responder now owns the unit.
+    fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.request_done();
+    }
+}
+
 impl ServerInner {
     /// A request counted in `inflight` was answered.
     fn request_done(&self) {
@@ -486,19 +515,37 @@ impl ServerInner {
         }
     }
 
-    /// Dispatches one request (counted in `inflight` by the caller): checks the state,
-    /// the limits and the names, then hands the method a done handle owning the request's
-    /// counts. `Err` = answer this error now (the caller still owns the `inflight` unit).
-    fn dispatch(&self, req: ServerRequest) -> Result<(), RpcError> {
-        self.dispatch_with(req, None)
+    /// Counts one request in flight until the unit drops or is handed to a responder (`join`
+    /// waits for it).
+    fn count_request(&self) -> Counted<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Counted(self)
     }
 
-    /// [`ServerInner::dispatch`], answering through `reply` when given (HTTP) instead of a
-    /// baidu_std frame.
+    /// The service named `name`: borrowed from `serving` once the server started, else cloned
+    /// out of `services` under its lock.
+    fn service(&self, name: &str) -> Option<Cow<'_, Arc<ServiceEntry>>> {
+        match self.serving.get() {
+            Some(map) => map.get(name).map(Cow::Borrowed),
+            None => self
+                .services
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .cloned()
+                .map(Cow::Owned),
+        }
+    }
+
+    /// Dispatches one request: checks the state, the limits and the names, then hands the
+    /// method a done handle owning the request's counts, the `inflight` unit taken out of
+    /// `unit` included. The answer goes through `reply` when given (HTTP) instead of a
+    /// baidu_std frame. `Err` = answer this error now (`unit` is still the caller's).
     fn dispatch_with(
         &self,
         req: ServerRequest,
         reply: Option<done::Reply>,
+        unit: &mut Option<Counted<'_>>,
     ) -> Result<(), RpcError> {
         if !self.is_running() {
             return Err(RpcError::new(ErrorCode::LogOff, "the server is stopping"));
@@ -507,18 +554,12 @@ impl ServerInner {
             .me
             .upgrade()
             .ok_or_else(|| RpcError::new(ErrorCode::LogOff, "the server is gone"))?;
-        let entry = self
-            .services
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&req.service)
-            .cloned()
-            .ok_or_else(|| {
-                RpcError::new(
-                    ErrorCode::NoService,
-                    format!("no service named \"{}\"", req.service),
-                )
-            })?;
+        let entry = self.service(&req.service).ok_or_else(|| {
+            RpcError::new(
+                ErrorCode::NoService,
+                format!("no service named \"{}\"", req.service),
+            )
+        })?;
         let d = entry.service.descriptor();
         let method = d.method(&req.method).ok_or_else(|| {
             RpcError::new(
@@ -526,19 +567,30 @@ impl ServerInner {
                 format!("service {} has no method \"{}\"", d.full_name, req.method),
             )
         })?;
-        let now = self.concurrency.fetch_add(1, Ordering::AcqRel) + 1;
+        // Shared counters cost a cache-line transfer per request between workers: the
+        // server-wide one is kept only for a limit, the method's is its statistics' own.
+        let max = self.options.max_concurrency;
+        let now = if max > 0 {
+            self.concurrency.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            0
+        };
         let me = &entry.methods[method.index];
-        let now_method = me.current.fetch_add(1, Ordering::AcqRel) + 1;
-        // From here on the responder owns the three counts (`inflight` included).
-        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let (started, now_method) = me.status.begin_counted();
+        // From here on the responder owns the counts, `inflight` included.
+        if let Some(u) = unit.take() {
+            u.hand_over();
+        } else {
+            self.inflight.fetch_add(1, Ordering::AcqRel);
+        }
         let responder = Box::new(ServerResponder {
             server,
-            entry: entry.clone(),
+            entry: Arc::clone(&entry),
             method: method.index,
             socket_id: req.socket_id,
             correlation_id: req.correlation_id,
-            holds_slots: true,
-            started: Some(me.status.begin()),
+            holds_server_slot: max > 0,
+            started: Some(started),
             reply,
         });
         let ctx = CallContext {
@@ -549,13 +601,12 @@ impl ServerInner {
             ..CallContext::default()
         };
         let done = ServiceDone::new(ctx, responder);
-        let max = self.options.max_concurrency;
         if max > 0 && now > max {
             done.send(Err(RpcError::new(
                 ErrorCode::Limit,
                 format!("{now} requests in flight exceed the server's max_concurrency={max}"),
             )));
-        } else if me.max > 0 && now_method > me.max {
+        } else if me.max > 0 && now_method > me.max as i64 {
             done.send(Err(RpcError::new(
                 ErrorCode::Limit,
                 format!(
@@ -578,14 +629,15 @@ impl RequestSink for ServerInner {
     }
 
     fn on_request(&self, request: ServerRequest) {
-        // Counted before the state is checked (module doc); the done handle of a dispatched
-        // request holds a count of its own.
-        self.inflight.fetch_add(1, Ordering::AcqRel);
+        // Counted before the state is checked (module doc); a dispatched request's done handle
+        // takes the unit over.
+        let mut unit = Some(self.count_request());
         let (socket_id, correlation_id) = (request.socket_id, request.correlation_id);
-        if let Err(e) = self.dispatch(request) {
+        if let Err(e) = self.dispatch_with(request, None, &mut unit) {
             self.respond(socket_id, correlation_id, Err(e));
         }
-        self.request_done();
+        // Still here if the request was not dispatched: released after its answer was written.
+        drop(unit);
     }
 
     fn reply_error(&self, socket_id: SocketId, correlation_id: i64, error: RpcError) {
