@@ -341,7 +341,7 @@ struct Answer {
     ready: Butex,
 }
 
-/// The seam with the server's request path: the two things HTTP needs from it.
+/// The seam with the server's request path: what HTTP needs from it (with `count_request`).
 impl ServerInner {
     /// Runs a protobuf method on a decoded request with the server's checks (state,
     /// `max_concurrency`, names) and waits (parking the fiber) for its answer: the response

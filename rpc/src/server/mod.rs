@@ -539,8 +539,9 @@ impl ServerInner {
 
     /// Dispatches one request: checks the state, the limits and the names, then hands the
     /// method a done handle owning the request's counts, the `inflight` unit taken out of
-    /// `unit` included. The answer goes through `reply` when given (HTTP) instead of a
-    /// baidu_std frame. `Err` = answer this error now (`unit` is still the caller's).
+    /// `unit` included (a new one is counted if `unit` is empty). The answer goes through
+    /// `reply` when given (HTTP) instead of a baidu_std frame. `Err` = answer this error now
+    /// (`unit` is still the caller's).
     fn dispatch_with(
         &self,
         req: ServerRequest,
