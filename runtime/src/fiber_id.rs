@@ -297,20 +297,21 @@ impl Pool {
     /// Returns a destroyed slot for reuse: to this thread's cache (reused LIFO, while its lines
     /// are still in this core's cache); a full cache hands a batch to the shared list.
     fn give_back(&self, index: u32) {
-        let overflow = LOCAL_FREE
-            .try_with(|c| match c.try_borrow_mut() {
-                Ok(mut v) => {
-                    v.0.push(index);
-                    (v.0.len() > 2 * LOCAL_FREE_BATCH).then(|| {
-                        let at = v.0.len() - LOCAL_FREE_BATCH;
-                        v.0.split_off(at)
-                    })
+        let cached = LOCAL_FREE
+            .try_with(|c| {
+                let Ok(mut v) = c.try_borrow_mut() else {
+                    return false;
+                };
+                v.0.push(index);
+                if v.0.len() > 2 * LOCAL_FREE_BATCH {
+                    let at = v.0.len() - LOCAL_FREE_BATCH;
+                    self.alloc.lock().free.extend(v.0.drain(at..));
                 }
-                Err(_) => Some(vec![index]),
+                true
             })
-            .unwrap_or_else(|_| Some(vec![index]));
-        if let Some(batch) = overflow {
-            self.give_back_batch(&batch);
+            .unwrap_or(false);
+        if !cached {
+            self.give_back_batch(&[index]);
         }
     }
 
